@@ -305,8 +305,9 @@ def _advance(step: _Step) -> None:
         return
 
     # --- a breach at any time but during a demotion rolls back -------------------------------
-    mode, _ = gate_mode(st)
-    if mode is not GateMode.NONE and gates.verdict is GateVerdict.BREACH:
+    # (only when the report was evaluated for a phase that has gates, and this one has too)
+    judged = step.gates_for[0] is not GateMode.NONE and gate_mode(st)[0] is not GateMode.NONE
+    if judged and gates.verdict is GateVerdict.BREACH:
         _rollback(step, c.GATE_BREACH, _breach_message(gates), gates)
         return
     # --- an up level that lost readiness for longer than the readiness timeout ---------------

@@ -1,0 +1,119 @@
+"""kopf handlers: thin, each delegating to :mod:`jeffrey_operator.reconciler`.
+
+:func:`register` puts them in a registry (a fresh one per operator run, so tests, the playground
+and the benchmark can start the operator many times in one process).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from .kube import observe_deployment
+from .models import GROUP, PLURAL, VERSION
+from .ports import Event
+from .reconciler import IntegrationLoop, OperatorContext, run_loop
+
+#: Where kopf keeps its own bookkeeping: annotations, never our status (whose schema prunes it).
+ANNOTATION_PREFIX = "jeffreyos.io"
+FINALIZER = f"{ANNOTATION_PREFIX}/finalizer"
+
+
+def post_event(body: Mapping[str, Any], event: Event) -> None:
+    """Events go through kopf's posting queue (batched, retried, never blocking the loop)."""
+    kopf.event(body, type=event.type, reason=event.reason, message=event.message[:1024])  # type: ignore[arg-type]
+
+
+def configure(settings: kopf.OperatorSettings) -> None:
+    """kopf settings, each with its reason."""
+    # Progress and diff-base in annotations: status belongs to the CRD schema.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ANNOTATION_PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=ANNOTATION_PREFIX, key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = FINALIZER
+    # Our own Events carry the story; kopf's per-handler INFO events would double the writes.
+    settings.posting.level = logging.WARNING
+    # Watches are re-established well before typical load-balancer idle timeouts.
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    # A stopping daemon finishes its current API call; a deletion waits at most this long.
+    settings.execution.max_workers = 20
+    # Peers are considered gone after this long without a heartbeat (HA fail-over time).
+    settings.peering.lifetime = 30
+    settings.peering.priority = 100
+
+
+def _startup(*, settings: kopf.OperatorSettings, **_: Any) -> None:
+    configure(settings)
+
+
+def deployments(
+    *, body: kopf.Body, namespace: str | None, name: str, memo: kopf.Memo, **_: Any
+) -> dict[Any, Any]:
+    """(namespace, name) → what the engine needs of a Deployment; wakes the integrations using it."""
+    ns = namespace or ""
+    ctx: OperatorContext | None = getattr(memo, "ctx", None)
+    if ctx is not None:
+        ctx.wake_deployment(ns, name)
+    return {(ns, name): observe_deployment(body)}
+
+
+def claims(*, body: kopf.Body, namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> dict[Any, Any]:
+    """(namespace, Deployment) → the integrations that list it; wakes this integration's loop."""
+    ns = namespace or ""
+    ctx: OperatorContext | None = getattr(memo, "ctx", None)
+    if ctx is not None:
+        ctx.wake((ns, name))
+    meta = body.get("metadata") or {}
+    claim = (str(meta.get("creationTimestamp", "")), name, str(meta.get("uid", "")))
+    out: dict[Any, Any] = {}
+    for level in (body.get("spec") or {}).get("levels") or []:
+        for module in (level or {}).get("modules") or []:
+            deployment = (module or {}).get("deployment")
+            if isinstance(deployment, str):
+                out[(ns, deployment)] = claim
+    return out
+
+
+async def integration(
+    *,
+    body: kopf.Body,
+    namespace: str | None,
+    name: str,
+    stopped: kopf.DaemonStopped,
+    memo: kopf.Memo,
+    **kwargs: Any,
+) -> None:
+    """The level-based loop of one JeffreyIntegration (kopf passes the indices as kwargs)."""
+    ctx: OperatorContext = memo.ctx
+    namespace = namespace or ""
+    loop = IntegrationLoop(
+        ctx=ctx,
+        namespace=namespace,
+        name=name,
+        deployments_index=kwargs["deployments"],
+        claims_index=kwargs["claims"],
+    )
+    try:
+        await run_loop(loop, body, stopped)
+    finally:
+        if stopped.reason is not None and stopped.reason & kopf.DaemonStoppingReason.RESOURCE_DELETED:
+            ctx.telemetry.forget(namespace, name)
+            try:
+                await ctx.store.forget(namespace, name)
+            except Exception:
+                logging.getLogger(__name__).warning(
+                    "could not remove %s/%s from the state store", namespace, name
+                )
+
+
+def register(registry: kopf.OperatorRegistry) -> None:
+    """Register every handler of the operator in ``registry``."""
+    kopf.on.startup(registry=registry)(_startup)
+    kopf.index("apps", "v1", "deployments", registry=registry)(deployments)
+    kopf.index(GROUP, VERSION, PLURAL, registry=registry)(claims)
+    kopf.daemon(GROUP, VERSION, PLURAL, registry=registry, cancellation_timeout=10.0)(integration)

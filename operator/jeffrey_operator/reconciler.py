@@ -1,0 +1,408 @@
+"""One integration's control loop: observe → decide → act, run by a kopf daemon.
+
+The loop wakes when the JeffreyIntegration or one of its Deployments changes, when a deadline
+the engine asked for comes, and every ``analysis.interval`` while gates apply. It writes status
+only when something changed, so at steady state it makes no API writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from pydantic import ValidationError
+
+from . import conditions as c
+from .durations import parse_duration
+from .engine import Decision, decide, decide_invalid, format_time, gate_mode, parse_time
+from .kube import Kube, KubeError, merge_patch
+from .models import RETRY_ANNOTATION, JeffreyIntegrationSpec, JeffreyIntegrationStatus
+from .ports import (
+    MISSING,
+    Clock,
+    DeploymentObservation,
+    Event,
+    GateContext,
+    GateMode,
+    GatePort,
+    GateReport,
+    NoGates,
+    NoStateStore,
+    Observation,
+    StateStorePort,
+    StateStoreUnavailable,
+    SystemClock,
+)
+from .validation import parse_spec
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, str]
+
+
+class Telemetry(Protocol):
+    """The operator's own metrics (see :mod:`jeffrey_operator.metrics`)."""
+
+    def observe(
+        self, namespace: str, name: str, decision: Decision, old: JeffreyIntegrationStatus, seconds: float
+    ) -> None: ...
+
+    def forget(self, namespace: str, name: str) -> None: ...
+
+
+class NoTelemetry:
+    def observe(
+        self, namespace: str, name: str, decision: Decision, old: JeffreyIntegrationStatus, seconds: float
+    ) -> None:
+        return None
+
+    def forget(self, namespace: str, name: str) -> None:
+        return None
+
+
+EventSink = Callable[[Mapping[str, Any], Event], None]
+
+
+@dataclass
+class OperatorContext:
+    """Everything the handlers share; lives in kopf's operator memo (one per process)."""
+
+    kube: Kube
+    gates: GatePort = field(default_factory=NoGates)
+    store: StateStorePort = field(default_factory=NoStateStore)
+    clock: Clock = field(default_factory=SystemClock)
+    telemetry: Telemetry = field(default_factory=NoTelemetry)
+    emit: EventSink | None = None
+    #: Refresh gate values in status at most this often when nothing else changed.
+    gate_status_refresh: float = 60.0
+    #: Integration → event that wakes its loop.
+    wakers: dict[Key, asyncio.Event] = field(default_factory=dict)
+    #: (namespace, Deployment) → integrations that list it.
+    refs: dict[Key, set[Key]] = field(default_factory=dict)
+
+    def wake(self, key: Key) -> None:
+        event = self.wakers.get(key)
+        if event is not None:
+            event.set()
+
+    def wake_deployment(self, namespace: str, name: str) -> None:
+        for key in self.refs.get((namespace, name), ()):
+            self.wake(key)
+
+
+def status_patch(
+    old: Mapping[str, Any], new: Mapping[str, Any], *, gates_refreshed_ago: float, refresh: float
+) -> dict[str, Any]:
+    """The merge patch to write, or ``{}`` when nothing worth a write changed.
+
+    Gate values move at every evaluation; when they are the only change, they are written at most
+    every ``refresh`` seconds (results and ``since`` changes are always written)."""
+    patch = merge_patch(old, new)
+    if set(patch) == {"gates"} and gates_refreshed_ago < refresh:
+
+        def masked(gates: Any) -> list[dict[str, Any]]:
+            return [{k: v for k, v in g.items() if k not in ("value", "series")} for g in gates or []]
+
+        if masked(old.get("gates")) == masked(new.get("gates")):
+            return {}
+    return patch
+
+
+def _gate_port(ctx: OperatorContext, spec: JeffreyIntegrationSpec) -> GatePort:
+    return ctx.gates if (spec.gates or spec.default_gates) else NoGates()
+
+
+@dataclass
+class IntegrationLoop:
+    """The state of one integration's daemon between iterations (in memory only: everything that
+    matters for a restart is in status)."""
+
+    ctx: OperatorContext
+    namespace: str
+    name: str
+    deployments_index: Mapping[Key, Any]
+    claims_index: Mapping[Key, Any]
+    status: JeffreyIntegrationStatus | None = None
+    store_ok: bool | None = None
+    store_retry_at: float = 0.0
+    store_backoff: float = 1.0
+    store_dirty: bool = True
+    gates_written_at: float = 0.0
+    scale_backoff: float = 0.0
+
+    @property
+    def key(self) -> Key:
+        return (self.namespace, self.name)
+
+    # ---------------------------------------------------------------------------------- observe
+    def observe_deployments(self, spec: JeffreyIntegrationSpec, uid: str, created: str) -> dict[str, Any]:
+        out: dict[str, DeploymentObservation] = {}
+        wanted = {(self.namespace, m.deployment) for ls in spec.levels for m in ls.modules}
+        for ref in list(self.ctx.refs):
+            if ref not in wanted:
+                self.ctx.refs[ref].discard(self.key)
+                if not self.ctx.refs[ref]:
+                    del self.ctx.refs[ref]
+        for ls in spec.levels:
+            for m in ls.modules:
+                ref = (self.namespace, m.deployment)
+                self.ctx.refs.setdefault(ref, set()).add(self.key)
+                found = _first(self.deployments_index.get(ref))
+                seen = (
+                    found
+                    if isinstance(found, DeploymentObservation)
+                    else dataclasses.replace(MISSING, name=m.deployment)
+                )
+                claimers = [
+                    f"{self.namespace}/{other_name}"
+                    for (other_created, other_name, other_uid) in _all(self.claims_index.get(ref))
+                    if other_uid != uid and (other_created, other_name) < (created, self.name)
+                ]
+                out[m.deployment] = dataclasses.replace(seen, claimed_by=tuple(sorted(claimers)))
+        return out
+
+    # ----------------------------------------------------------------------------------- iterate
+    async def iterate(self, body: Mapping[str, Any]) -> float | None:
+        """One observe → decide → act pass. Returns the seconds to sleep at most (None: until woken)."""
+        started = time.perf_counter()
+        meta = body.get("metadata") or {}
+        generation = int(meta.get("generation") or 1)
+        if self.status is None:
+            self.status = _parse_status(body.get("status"))
+        old = self.status
+        now = self.ctx.clock.now()
+        parsed = parse_spec(body.get("spec") or {})
+        wait: float | None = None
+        if isinstance(parsed, list):
+            decision = decide_invalid(old, parsed, generation, now)
+            spec = None
+        else:
+            spec = parsed
+            deployments = self.observe_deployments(
+                spec, str(meta.get("uid", "")), str(meta.get("creationTimestamp", ""))
+            )
+            mode, level = gate_mode(old)
+            report = GateReport()
+            if mode is not GateMode.NONE and not spec.paused:
+                port = _gate_port(self.ctx, spec)
+                report = await port.evaluate(
+                    GateContext(
+                        namespace=self.namespace,
+                        name=self.name,
+                        spec=spec,
+                        mode=mode,
+                        active_level=level,
+                        level_started_at=parse_time(old.level_started_at),
+                        previous=tuple(old.gates),
+                        now=now,
+                    )
+                )
+                if not isinstance(port, NoGates):
+                    wait = max(parse_duration(spec.analysis.interval), 1.0)
+            annotations = meta.get("annotations") or {}
+            observation = Observation(
+                generation=generation,
+                deployments=deployments,
+                gates=report,
+                retry_token=str(annotations.get(RETRY_ANNOTATION, "") or ""),
+            )
+            decision = decide(spec, old, observation, now)
+
+        new = decision.status
+        scaled_ok = await self.act(decision)
+        if not scaled_ok:
+            wait = _min(wait, self.scale_backoff)
+        new = self.store_condition(new, generation, format_time(now))
+        await self.write_status(body, old, new)
+        for event in decision.events:
+            self.emit(body, event)
+        if spec is not None:
+            await self.sync_store(spec, generation)
+            if not self.store_ok and self.store_ok is not None:
+                wait = _min(wait, max(self.store_retry_at - time.monotonic(), 0.1))
+        self.ctx.telemetry.observe(self.namespace, self.name, decision, old, time.perf_counter() - started)
+        return _min(wait, decision.requeue_after)
+
+    async def act(self, decision: Decision) -> bool:
+        ok = True
+        for action in decision.actions:
+            try:
+                await self.ctx.kube.scale(self.namespace, action.deployment, action.replicas)
+            except KubeError as exc:
+                ok = False
+                log.warning(
+                    "scaling %s/%s to %d failed: %s", self.namespace, action.deployment, action.replicas, exc
+                )
+                self.emit_raw(
+                    Event(
+                        "Warning",
+                        c.SCALE_FAILED,
+                        f"scaling Deployment {action.deployment} to {action.replicas} failed: "
+                        f"{exc.status} {exc.message}",
+                    )
+                )
+                if not exc.retriable and exc.status != 404:
+                    break
+        self.scale_backoff = 0.0 if ok else min(max(self.scale_backoff * 2, 1.0), 60.0)
+        return ok
+
+    def store_condition(
+        self, status: JeffreyIntegrationStatus, generation: int, now: str
+    ) -> JeffreyIntegrationStatus:
+        if self.store_ok is None:
+            return status
+        if self.store_ok:
+            conds = c.set_condition(
+                status.conditions,
+                c.STATE_STORE_AVAILABLE,
+                True,
+                c.STATE_STORE_SYNCED,
+                "the Redis state store mirrors this status",
+                now=now,
+                generation=generation,
+            )
+        else:
+            conds = c.set_condition(
+                status.conditions,
+                c.STATE_STORE_AVAILABLE,
+                False,
+                c.STATE_STORE_UNAVAILABLE,
+                "Redis is unreachable; integrating goes on and the history is back-filled when it returns",
+                now=now,
+                generation=generation,
+            )
+        return status.model_copy(update={"conditions": conds})
+
+    async def write_status(
+        self, body: Mapping[str, Any], old: JeffreyIntegrationStatus, new: JeffreyIntegrationStatus
+    ) -> None:
+        refreshed_ago = time.monotonic() - self.gates_written_at
+        patch = status_patch(
+            old.wire(), new.wire(), gates_refreshed_ago=refreshed_ago, refresh=self.ctx.gate_status_refresh
+        )
+        if not patch:
+            return
+        try:
+            await self.ctx.kube.patch_status(self.namespace, self.name, patch)
+        except KubeError as exc:
+            if exc.status == 404:
+                return  # deleted under our feet; the daemon is being stopped
+            raise
+        self.status = new
+        self.store_dirty = True
+        if "gates" in patch:
+            self.gates_written_at = time.monotonic()
+
+    async def sync_store(self, spec: JeffreyIntegrationSpec, generation: int) -> None:
+        if isinstance(self.ctx.store, NoStateStore) or self.status is None:
+            return
+        if not self.store_dirty and self.store_ok:
+            return
+        if self.store_ok is False and time.monotonic() < self.store_retry_at:
+            return
+        try:
+            await self.ctx.store.publish(
+                self.namespace, self.name, self.status, generation=generation, bus_max_rate=spec.bus.max_rate
+            )
+        except StateStoreUnavailable as exc:
+            if self.store_ok is not False:
+                log.warning("state store unavailable for %s/%s: %s", self.namespace, self.name, exc)
+            self.store_ok = False
+            self.store_retry_at = time.monotonic() + self.store_backoff
+            self.store_backoff = min(self.store_backoff * 2, 30.0)
+            return
+        self.store_ok = True
+        self.store_dirty = False
+        self.store_backoff = 1.0
+
+    # ------------------------------------------------------------------------------------ events
+    _body: Mapping[str, Any] | None = None
+
+    def emit(self, body: Mapping[str, Any], event: Event) -> None:
+        self._body = body
+        if self.ctx.emit is not None:
+            self.ctx.emit(body, event)
+
+    def emit_raw(self, event: Event) -> None:
+        if self._body is not None and self.ctx.emit is not None:
+            self.ctx.emit(self._body, event)
+
+
+async def run_loop(
+    loop: IntegrationLoop,
+    body: Mapping[str, Any],
+    stopped: Any,
+) -> None:
+    """Iterate until ``stopped``; sleep until woken or until the next deadline."""
+    waker = loop.ctx.wakers.setdefault(loop.key, asyncio.Event())
+    failures = 0
+    try:
+        while not stopped:
+            waker.clear()
+            loop._body = body
+            try:
+                wait = await loop.iterate(body)
+                failures = 0
+            except KubeError as exc:
+                failures += 1
+                wait = min(2.0**failures, 60.0)
+                log.warning(
+                    "reconcile of %s/%s failed (%s); retrying in %.0fs", loop.namespace, loop.name, exc, wait
+                )
+            except (ValidationError, ValueError) as exc:  # a status we cannot read: start afresh
+                log.error(
+                    "unreadable status of %s/%s (%s); starting from an empty status",
+                    loop.namespace,
+                    loop.name,
+                    exc,
+                )
+                loop.status = JeffreyIntegrationStatus()
+                wait = 1.0
+            if stopped:
+                break
+            waiter = asyncio.ensure_future(waker.wait())
+            stopper = asyncio.ensure_future(stopped.wait())
+            try:
+                await asyncio.wait({waiter, stopper}, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                waiter.cancel()
+                stopper.cancel()
+    finally:
+        if loop.ctx.wakers.get(loop.key) is waker:
+            del loop.ctx.wakers[loop.key]
+        for ref in list(loop.ctx.refs):
+            loop.ctx.refs[ref].discard(loop.key)
+            if not loop.ctx.refs[ref]:
+                del loop.ctx.refs[ref]
+
+
+def _parse_status(raw: Any) -> JeffreyIntegrationStatus:
+    if not raw:
+        return JeffreyIntegrationStatus()
+    try:
+        return JeffreyIntegrationStatus.model_validate(dict(raw))
+    except ValidationError:
+        log.error("ignoring an unreadable status: %s", raw)
+        return JeffreyIntegrationStatus()
+
+
+def _min(a: float | None, b: float | None) -> float | None:
+    values = [v for v in (a, b) if v is not None]
+    return min(values) if values else None
+
+
+def _first(store: Any) -> Any:
+    if store is None:
+        return None
+    for item in store:
+        return item
+    return None
+
+
+def _all(store: Any) -> list[Any]:
+    return list(store) if store is not None else []

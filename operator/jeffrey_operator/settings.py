@@ -1,0 +1,93 @@
+"""Typed operator settings, validated once at start-up.
+
+Every setting comes from a command-line flag of ``jeffrey-operator run`` or the environment
+variable named beside it; flags win over the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pydantic import SecretStr
+
+LogFormat = Literal["text", "json"]
+
+
+class SettingsError(ValueError):
+    """A setting with a value the operator cannot run with."""
+
+
+@dataclass(frozen=True)
+class OperatorSettings:
+    #: Namespaces to watch (``--namespace``, ``JEFFREY_NAMESPACES`` comma-separated).
+    namespaces: tuple[str, ...] = ()
+    #: Watch every namespace (``--all-namespaces``); the default when no namespace is given.
+    all_namespaces: bool = True
+    #: Port of the ``/healthz`` liveness endpoint (``--health-port``, ``JEFFREY_HEALTH_PORT``); 0 disables.
+    health_port: int = 8080
+    #: Port of the Prometheus ``/metrics`` endpoint (``--metrics-port``, ``JEFFREY_METRICS_PORT``);
+    #: 0 disables.
+    metrics_port: int = 9090
+    #: ``text`` for people, ``json`` for log pipelines (``--log-format``, ``JEFFREY_LOG_FORMAT``).
+    log_format: LogFormat = "text"
+    #: Verbose (debug) logging (``--verbose``).
+    verbose: bool = False
+    #: kopf peering object name for HA; None with ``standalone`` (``--peering``, ``JEFFREY_PEERING``).
+    peering: str | None = None
+    #: Run without peering: only safe with a single replica (``--standalone``).
+    standalone: bool = True
+    #: Redis URL of the state store; empty disables it (``--redis-url``, ``JEFFREY_REDIS_URL``).
+    redis_url: str = ""
+    #: Redis password, filled from a Secret (``JEFFREY_REDIS_PASSWORD``); never logged.
+    redis_password: SecretStr = field(default_factory=lambda: SecretStr(""))
+    #: Prefix of every Redis key (``--redis-key-prefix``, ``JEFFREY_REDIS_KEY_PREFIX``).
+    redis_key_prefix: str = "jeffrey"
+    #: Length the Redis history stream is trimmed to (``--history-length``).
+    history_length: int = 1000
+    #: Refresh gate values in status at most this often when nothing else changed (seconds).
+    gate_status_refresh: float = 60.0
+
+    def __post_init__(self) -> None:
+        for port_name in ("health_port", "metrics_port"):
+            port = getattr(self, port_name)
+            if not 0 <= port <= 65535:
+                raise SettingsError(f"{port_name.replace('_', '-')} must be 0..65535, got {port}")
+        if self.namespaces and self.all_namespaces:
+            raise SettingsError("--namespace and --all-namespaces exclude each other")
+        if self.log_format not in ("text", "json"):
+            raise SettingsError(f"--log-format must be text or json, got {self.log_format!r}")
+        if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise SettingsError("--redis-url must start with redis://, rediss:// or unix://")
+        if not self.standalone and not self.peering:
+            raise SettingsError("--peering NAME is required unless --standalone")
+        if self.history_length < 10:
+            raise SettingsError("--history-length must be at least 10")
+
+
+def env_defaults(env: Mapping[str, str] | None = None) -> dict[str, object]:
+    """The settings the environment provides (flags override them)."""
+    env = os.environ if env is None else env
+    out: dict[str, object] = {}
+    if env.get("JEFFREY_NAMESPACES"):
+        out["namespaces"] = tuple(ns.strip() for ns in env["JEFFREY_NAMESPACES"].split(",") if ns.strip())
+    for key, name in (("JEFFREY_HEALTH_PORT", "health_port"), ("JEFFREY_METRICS_PORT", "metrics_port")):
+        if env.get(key):
+            try:
+                out[name] = int(env[key])
+            except ValueError as exc:
+                raise SettingsError(f"{key} must be a port number, got {env[key]!r}") from exc
+    if env.get("JEFFREY_LOG_FORMAT"):
+        out["log_format"] = env["JEFFREY_LOG_FORMAT"]
+    if env.get("JEFFREY_PEERING"):
+        out["peering"] = env["JEFFREY_PEERING"]
+        out["standalone"] = False
+    if env.get("JEFFREY_REDIS_URL"):
+        out["redis_url"] = env["JEFFREY_REDIS_URL"]
+    if env.get("JEFFREY_REDIS_PASSWORD"):
+        out["redis_password"] = SecretStr(env["JEFFREY_REDIS_PASSWORD"])
+    if env.get("JEFFREY_REDIS_KEY_PREFIX"):
+        out["redis_key_prefix"] = env["JEFFREY_REDIS_KEY_PREFIX"]
+    return out
