@@ -237,9 +237,27 @@ def test_inconclusive_gates_hold_validation_without_rollback() -> None:
     assert w.status.reason == c.WAITING_FOR_GATES
     assert w.status.current_level is None
     assert w.status.last_rollback is None
-    w.gates = GateReport()
+    assert cond(w.status, c.METRICS_AVAILABLE) == ("False", c.PROMETHEUS_UNAVAILABLE)
+    assert cond(w.status, c.GATES_HEALTHY) == ("Unknown", c.GATES_INCONCLUSIVE)
+    ok = GateStatus(name="bus-rate", query="q", value=10.0, max=1000.0, result=GateResult.PASS)
+    w.gates = GateReport(gates=(ok,))
     w.run()
     assert w.status.phase == Phase.STABLE
+    assert cond(w.status, c.METRICS_AVAILABLE) == ("True", c.PROMETHEUS_AVAILABLE)
+    assert cond(w.status, c.GATES_HEALTHY) == ("True", c.GATES_PASSING)
+
+
+def test_invalid_gates_are_reported_not_breached() -> None:
+    bad = GateStatus(name="typo", query="sum(rate(x[1m])", result=GateResult.INVALID, message="parse error")
+    w = World.of(FULL)
+    w.gates = GateReport(verdict=GateVerdict.INCONCLUSIVE, gates=(bad,))
+    for _ in range(4):
+        w.step()
+        w.advance(60)
+    assert w.status.last_rollback is None
+    assert w.status.phase == Phase.VALIDATING
+    assert cond(w.status, c.GATES_HEALTHY) == ("False", c.GATES_INVALID)
+    assert "typo" in c.get_condition(w.status.conditions, c.GATES_HEALTHY).message  # type: ignore[union-attr]
 
 
 def test_validation_window_counts_from_when_gates_started_passing() -> None:

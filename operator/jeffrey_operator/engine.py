@@ -29,6 +29,8 @@ from .durations import parse_duration
 from .models import (
     TRANSITIONS_KEPT,
     Condition,
+    ConditionStatus,
+    GateResult,
     GateStatus,
     JeffreyIntegrationSpec,
     JeffreyIntegrationStatus,
@@ -629,6 +631,7 @@ def _conditions(step: _Step, degraded_message: str) -> list[Condition]:
         now=now,
         generation=gen,
     )
+    conds = _gate_conditions(conds, step.obs.gates, now, gen)
     conds = c.set_condition(
         conds,
         c.DEGRADED,
@@ -639,6 +642,53 @@ def _conditions(step: _Step, degraded_message: str) -> list[Condition]:
         generation=gen,
     )
     return conds
+
+
+def _gate_conditions(conds: list[Condition], report: GateReport, now: str, gen: int) -> list[Condition]:
+    """``GatesHealthy`` and ``MetricsAvailable`` from the last evaluation (kept as they were while
+    no gate applies). Messages name gates, never values, so they do not change at every tick."""
+    if not report.gates and report.source_available:
+        return conds
+    invalid = [g.name for g in report.gates if g.result == GateResult.INVALID]
+    breached = [g.name for g in report.gates if g.result == GateResult.BREACH]
+    if invalid:
+        healthy, reason, message = (
+            False,
+            c.GATES_INVALID,
+            "invalid gates (not counted as breaches): " + ", ".join(invalid),
+        )
+    elif breached:
+        healthy, reason, message = False, c.GATE_BREACH, "breached: " + ", ".join(breached)
+    elif report.verdict is GateVerdict.INCONCLUSIVE:
+        healthy, reason, message = (
+            None,
+            c.GATES_INCONCLUSIVE,
+            "gates inconclusive: promotion holds, no rollback",
+        )
+    else:
+        healthy, reason, message = True, c.GATES_PASSING, f"{len(report.gates)} gates evaluated"
+    status = ConditionStatus.UNKNOWN if healthy is None else healthy
+    conds = c.set_condition(conds, c.GATES_HEALTHY, status, reason, message, now=now, generation=gen)
+    if report.source_available:
+        return c.set_condition(
+            conds,
+            c.METRICS_AVAILABLE,
+            True,
+            c.PROMETHEUS_AVAILABLE,
+            "Prometheus answers",
+            now=now,
+            generation=gen,
+        )
+    return c.set_condition(
+        conds,
+        c.METRICS_AVAILABLE,
+        False,
+        c.PROMETHEUS_UNAVAILABLE,
+        "Prometheus unreachable or failing: gates are inconclusive; promotion holds "
+        "and no rollback is triggered until it answers again",
+        now=now,
+        generation=gen,
+    )
 
 
 def _degraded_message(step: _Step, modules: list[ModuleStatus]) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from . import conditions as c
+from .durations import parse_duration
 from .models import JeffreyIntegrationSpec, Level
 from .ports import DeploymentObservation
 
@@ -113,6 +114,15 @@ def validate(
                         fix="create it (at 0 replicas), fix the name, or mark the module optional",
                     )
                 )
+    if parse_duration(spec.analysis.interval) < 1.0:
+        problems.append(
+            Problem(
+                field="spec.analysis.interval",
+                reason=c.INVALID_SPEC,
+                message=f"{spec.analysis.interval} is shorter than the minimum of 1s",
+                fix="set it to 1s or more",
+            )
+        )
     if not any(ls.level.rank <= spec.target_level.rank for ls in spec.levels):
         problems.append(
             Problem(
