@@ -37,8 +37,8 @@ fi
 if [ ! -x .tools/bin/helm ] && ! command -v helm >/dev/null 2>&1; then
   bash hack/get-helm.sh
 fi
-if [ ! -x .tools/checkov/bin/checkov ]; then
-  echo "bootstrap: checkov (own virtualenv in .tools/checkov)"
-  "$PY" -m venv .tools/checkov
-  .tools/checkov/bin/pip install --quiet --disable-pip-version-check checkov
+if [ ! -x .tools/checkov/bin/checkov ] || [ ! -x .tools/checkov/bin/kubernetes-validate ]; then
+  echo "bootstrap: checkov and kubernetes-validate (own virtualenv in .tools/checkov)"
+  [ -x .tools/checkov/bin/pip ] || "$PY" -m venv .tools/checkov
+  .tools/checkov/bin/pip install --quiet --disable-pip-version-check checkov kubernetes-validate
 fi

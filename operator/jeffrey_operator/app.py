@@ -89,7 +89,7 @@ async def run_operator(
         standalone=settings.standalone,
         peering_name=settings.peering,
         liveness_endpoint=liveness,
-        memo=kopf.Memo(ctx=ctx),
+        memo=kopf.Memo(ctx=ctx, settings=settings),
         stop_flag=stop_flag,
         ready_flag=ready_flag,
     )

@@ -27,7 +27,7 @@ def post_event(body: Mapping[str, Any], event: Event) -> None:
     kopf.event(body, type=event.type, reason=event.reason, message=event.message[:1024])  # type: ignore[arg-type]
 
 
-def configure(settings: kopf.OperatorSettings) -> None:
+def configure(settings: kopf.OperatorSettings, *, peering_priority: int = 0) -> None:
     """kopf settings, each with its reason."""
     # Progress and diff-base in annotations: status belongs to the CRD schema.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ANNOTATION_PREFIX)
@@ -44,11 +44,13 @@ def configure(settings: kopf.OperatorSettings) -> None:
     settings.execution.max_workers = 20
     # Peers are considered gone after this long without a heartbeat (HA fail-over time).
     settings.peering.lifetime = 30
-    settings.peering.priority = 100
+    # With several replicas the highest priority acts; equal priorities would all pause.
+    settings.peering.priority = peering_priority
 
 
-def _startup(*, settings: kopf.OperatorSettings, **_: Any) -> None:
-    configure(settings)
+def _startup(*, settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    operator_settings = getattr(memo, "settings", None)
+    configure(settings, peering_priority=getattr(operator_settings, "peering_priority", 0))
 
 
 def deployments(

@@ -7,6 +7,7 @@ variable named beside it; flags win over the environment.
 from __future__ import annotations
 
 import os
+import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
@@ -39,6 +40,9 @@ class OperatorSettings:
     peering: str | None = None
     #: Run without peering: only safe with a single replica (``--standalone``).
     standalone: bool = True
+    #: This replica's peering priority; the highest acts, equal priorities all pause. Random by
+    #: default so that replicas differ (``--peering-priority``, ``JEFFREY_PEERING_PRIORITY``).
+    peering_priority: int = field(default_factory=lambda: random.randint(1, 1_000_000))
     #: Redis URL of the state store; empty disables it (``--redis-url``, ``JEFFREY_REDIS_URL``).
     redis_url: str = ""
     #: Redis password, filled from a Secret (``JEFFREY_REDIS_PASSWORD``); never logged.
@@ -84,6 +88,13 @@ def env_defaults(env: Mapping[str, str] | None = None) -> dict[str, object]:
     if env.get("JEFFREY_PEERING"):
         out["peering"] = env["JEFFREY_PEERING"]
         out["standalone"] = False
+    if env.get("JEFFREY_PEERING_PRIORITY"):
+        try:
+            out["peering_priority"] = int(env["JEFFREY_PEERING_PRIORITY"])
+        except ValueError as exc:
+            raise SettingsError(
+                f"JEFFREY_PEERING_PRIORITY must be an integer, got {env['JEFFREY_PEERING_PRIORITY']!r}"
+            ) from exc
     if env.get("JEFFREY_REDIS_URL"):
         out["redis_url"] = env["JEFFREY_REDIS_URL"]
     if env.get("JEFFREY_REDIS_PASSWORD"):

@@ -1,0 +1,14 @@
+"""Shared pytest options. Fixtures live beside the tests that use them (``*_fixtures.py``)."""
+
+from __future__ import annotations
+
+import pytest
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--e2e",
+        action="store_true",
+        default=False,
+        help="run the end-to-end tests against the kind cluster (kube context kind-jeffrey only)",
+    )
