@@ -33,9 +33,7 @@ class World:
     def of(cls, spec: dict, **kw: object) -> World:  # type: ignore[type-arg]
         parsed = JeffreyIntegrationSpec.model_validate(spec)
         deps = {
-            m.deployment: DeploymentObservation(name=m.deployment)
-            for ls in parsed.levels
-            for m in ls.modules
+            m.deployment: DeploymentObservation(name=m.deployment) for ls in parsed.levels for m in ls.modules
         }
         return cls(spec=parsed, deployments=deps, **kw)  # type: ignore[arg-type]
 

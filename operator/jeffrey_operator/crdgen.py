@@ -110,7 +110,10 @@ def crd() -> dict[str, Any]:
         "kind": "CustomResourceDefinition",
         "metadata": {
             "name": f"{PLURAL}.{GROUP}",
-            "labels": {"app.kubernetes.io/name": "jeffrey-operator", "app.kubernetes.io/part-of": "jeffrey-os"},
+            "labels": {
+                "app.kubernetes.io/name": "jeffrey-operator",
+                "app.kubernetes.io/part-of": "jeffrey-os",
+            },
         },
         "spec": {
             "group": GROUP,
