@@ -42,11 +42,10 @@ def _structural(node: Any, defs: dict[str, Any]) -> Any:
         nullable = len(variants) < len(node["anyOf"])
         rest = {k: v for k, v in node.items() if k != "anyOf"}
         if len(variants) == 1:
-            out = _structural({**variants[0], **rest}, defs)
+            single: dict[str, Any] = _structural({**variants[0], **rest}, defs)
             if nullable:
-                out["nullable"] = True
-                out.pop("default", None) if out.get("default") is None else None
-            return out
+                single["nullable"] = True
+            return single
         raise ValueError(f"unsupported union in schema: {node}")
     out: dict[str, Any] = {}
     for key, value in node.items():

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from . import conditions as c
 from .durations import parse_duration
 from .engine import Decision, decide, decide_invalid, format_time, gate_mode, parse_time
+from .gates.source import next_tick_delay
 from .kube import Kube, KubeError, merge_patch
 from .models import RETRY_ANNOTATION, JeffreyIntegrationSpec, JeffreyIntegrationStatus
 from .ports import (
@@ -203,7 +204,8 @@ class IntegrationLoop:
                     )
                 )
                 if not isinstance(port, NoGates):
-                    wait = max(parse_duration(spec.analysis.interval), 1.0)
+                    # On the wall-clock grid, so that integrations sharing gates share queries.
+                    wait = next_tick_delay(now, max(parse_duration(spec.analysis.interval), 1.0))
             annotations = meta.get("annotations") or {}
             observation = Observation(
                 generation=generation,
