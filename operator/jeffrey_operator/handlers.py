@@ -53,23 +53,38 @@ def _startup(*, settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     configure(settings, peering_priority=getattr(operator_settings, "peering_priority", 0))
 
 
-def deployments(
+async def deployments(*, body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Any, Any]:
+    """(namespace, name) → what the engine needs of a Deployment."""
+    return {(namespace or "", name): observe_deployment(body)}
+
+
+async def deployment_changed(*, namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
+    """Wake the integrations that list this Deployment. Event handlers run after kopf updated
+    its indices (deletions included), so the woken loop reads the fresh observation."""
+    ctx: OperatorContext | None = getattr(memo, "ctx", None)
+    if ctx is not None:
+        ctx.wake_deployment(namespace or "", name)
+
+
+async def integration_changed(
     *, body: kopf.Body, namespace: str | None, name: str, memo: kopf.Memo, **_: Any
-) -> dict[Any, Any]:
-    """(namespace, name) → what the engine needs of a Deployment; wakes the integrations using it."""
-    ns = namespace or ""
+) -> None:
+    """Wake this integration's loop, and those sharing a Deployment with it (claims changed)."""
     ctx: OperatorContext | None = getattr(memo, "ctx", None)
-    if ctx is not None:
-        ctx.wake_deployment(ns, name)
-    return {(ns, name): observe_deployment(body)}
+    if ctx is None:
+        return
+    ns = namespace or ""
+    ctx.wake((ns, name))
+    for _, deployment in _claimed(body, ns, name):
+        ctx.wake_deployment(ns, deployment)
 
 
-def claims(*, body: kopf.Body, namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> dict[Any, Any]:
-    """(namespace, Deployment) → the integrations that list it; wakes this integration's loop."""
-    ns = namespace or ""
-    ctx: OperatorContext | None = getattr(memo, "ctx", None)
-    if ctx is not None:
-        ctx.wake((ns, name))
+async def claims(*, body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Any, Any]:
+    """(namespace, Deployment) → (creationTimestamp, name, uid) of each integration listing it."""
+    return _claimed(body, namespace or "", name)
+
+
+def _claimed(body: kopf.Body, ns: str, name: str) -> dict[Any, Any]:
     meta = body.get("metadata") or {}
     claim = (str(meta.get("creationTimestamp", "")), name, str(meta.get("uid", "")))
     out: dict[Any, Any] = {}
@@ -118,4 +133,6 @@ def register(registry: kopf.OperatorRegistry) -> None:
     kopf.on.startup(registry=registry)(_startup)
     kopf.index("apps", "v1", "deployments", registry=registry)(deployments)
     kopf.index(GROUP, VERSION, PLURAL, registry=registry)(claims)
+    kopf.on.event("apps", "v1", "deployments", registry=registry)(deployment_changed)
+    kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)(integration_changed)
     kopf.daemon(GROUP, VERSION, PLURAL, registry=registry, cancellation_timeout=10.0)(integration)

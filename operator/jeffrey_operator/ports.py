@@ -126,6 +126,11 @@ class StateStoreUnavailable(Exception):
     """The state store could not be reached; the caller keeps reconciling and retries later."""
 
 
+class StateStoreStale(Exception):
+    """The store holds a newer state than the one offered (another writer moved on): re-read the
+    source of truth and try again; never overwrite."""
+
+
 class StateStorePort(Protocol):
     async def publish(
         self,
@@ -135,9 +140,11 @@ class StateStorePort(Protocol):
         *,
         generation: int,
         bus_max_rate: int,
+        uid: str = "",
     ) -> int:
         """Mirror ``status`` atomically; append every transition whose ``seq`` the store has not
-        seen yet (back-fill); return the store's version. Raise :class:`StateStoreUnavailable`."""
+        seen yet (back-fill); return the store's version. Raise :class:`StateStoreUnavailable`.
+        ``uid`` (``metadata.uid``) tells a re-created CR of the same name from the old one."""
         ...
 
     async def forget(self, namespace: str, name: str) -> None: ...
@@ -152,6 +159,7 @@ class NoStateStore:
         *,
         generation: int,
         bus_max_rate: int,
+        uid: str = "",
     ) -> int:
         return 0
 

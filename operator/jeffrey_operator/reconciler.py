@@ -36,6 +36,7 @@ from .ports import (
     NoStateStore,
     Observation,
     StateStorePort,
+    StateStoreStale,
     StateStoreUnavailable,
     SystemClock,
 )
@@ -224,8 +225,11 @@ class IntegrationLoop:
         for event in decision.events:
             self.emit(body, event)
         if spec is not None:
-            await self.sync_store(spec, generation)
-            if not self.store_ok and self.store_ok is not None:
+            store_was_ok = self.store_ok
+            await self.sync_store(spec, generation, str(meta.get("uid", "")))
+            if self.store_ok is not store_was_ok:
+                wait = 0.0  # one more pass writes the StateStoreAvailable condition
+            elif self.store_ok is False:
                 wait = _min(wait, max(self.store_retry_at - time.monotonic(), 0.1))
         self.ctx.telemetry.observe(self.namespace, self.name, decision, old, time.perf_counter() - started)
         return _min(wait, decision.requeue_after)
@@ -300,7 +304,7 @@ class IntegrationLoop:
         if "gates" in patch:
             self.gates_written_at = time.monotonic()
 
-    async def sync_store(self, spec: JeffreyIntegrationSpec, generation: int) -> None:
+    async def sync_store(self, spec: JeffreyIntegrationSpec, generation: int, uid: str) -> None:
         if isinstance(self.ctx.store, NoStateStore) or self.status is None:
             return
         if not self.store_dirty and self.store_ok:
@@ -309,18 +313,35 @@ class IntegrationLoop:
             return
         try:
             await self.ctx.store.publish(
-                self.namespace, self.name, self.status, generation=generation, bus_max_rate=spec.bus.max_rate
+                self.namespace,
+                self.name,
+                self.status,
+                generation=generation,
+                bus_max_rate=spec.bus.max_rate,
+                uid=uid,
             )
+        except StateStoreStale as exc:
+            # Another writer holds a newer state (we may have lost leadership, or read an old
+            # status): drop what we hold and re-read the object before deciding again.
+            log.warning("state store refused a stale write for %s/%s: %s", self.namespace, self.name, exc)
+            self.status = None
+            self._store_failed()
+            return
         except StateStoreUnavailable as exc:
             if self.store_ok is not False:
                 log.warning("state store unavailable for %s/%s: %s", self.namespace, self.name, exc)
-            self.store_ok = False
-            self.store_retry_at = time.monotonic() + self.store_backoff
-            self.store_backoff = min(self.store_backoff * 2, 30.0)
+            self._store_failed()
             return
         self.store_ok = True
         self.store_dirty = False
         self.store_backoff = 1.0
+
+    def _store_failed(self) -> None:
+        """Back off (1 s doubling to 30 s): no hot loop while the store is away or refusing."""
+        self.store_ok = False
+        self.store_dirty = True
+        self.store_retry_at = time.monotonic() + self.store_backoff
+        self.store_backoff = min(self.store_backoff * 2, 30.0)
 
     # ------------------------------------------------------------------------------------ events
     _body: Mapping[str, Any] | None = None
