@@ -19,7 +19,13 @@ import pytest
 import yaml
 
 from jeffrey_operator.app import BackgroundOperator, build_context
-from jeffrey_operator.emulator import BackgroundEmulator, DeploymentBehaviour, Emulator, deployment_manifest, load_crds
+from jeffrey_operator.emulator import (
+    BackgroundEmulator,
+    DeploymentBehaviour,
+    Emulator,
+    deployment_manifest,
+    load_crds,
+)
 from jeffrey_operator.kube import Kube
 from jeffrey_operator.ports import GatePort, NoGates, NoStateStore, StateStorePort
 from jeffrey_operator.reconciler import OperatorContext
@@ -82,9 +88,15 @@ class Cluster:
                 if behaviour:
                     self.emu.deployments.set_behaviour(namespace, module["deployment"], **behaviour)
 
-    def apply_example(self, name: str = "jeffrey-full-ladder.yaml", *, namespace: str = "jeffrey",
-                      promotion: dict[str, str] | None = None, create_deployments: bool = True,
-                      **spec: Any) -> dict[str, Any]:
+    def apply_example(
+        self,
+        name: str = "jeffrey-full-ladder.yaml",
+        *,
+        namespace: str = "jeffrey",
+        promotion: dict[str, str] | None = None,
+        create_deployments: bool = True,
+        **spec: Any,
+    ) -> dict[str, Any]:
         ji = example(name)
         ji["metadata"]["namespace"] = namespace
         ji["spec"]["promotion"] = dict(promotion or FAST)
@@ -102,8 +114,10 @@ class Cluster:
         return dict(self.ji(name, namespace).get("status") or {})
 
     def replicas(self, namespace: str = "jeffrey") -> dict[str, int]:
-        return {d["metadata"]["name"]: int(d["spec"].get("replicas", 0))
-                for d in self.emu.list("deployments", namespace)}
+        return {
+            d["metadata"]["name"]: int(d["spec"].get("replicas", 0))
+            for d in self.emu.list("deployments", namespace)
+        }
 
     def patch_spec(self, patch: dict[str, Any], name: str = "jeffrey", namespace: str = "jeffrey") -> None:
         self.emu.patch(JI, namespace, name, {"spec": patch})
@@ -112,8 +126,9 @@ class Cluster:
         self.emu.patch(JI, namespace, name, {"metadata": {"annotations": {key: value}}})
 
     def wait_phase(self, phase: str, within: float = 10.0, **kw: str) -> dict[str, Any]:
-        return wait_for(lambda: (s := self.status(**kw)).get("phase") == phase and s, within,
-                        f"phase {phase}")
+        return wait_for(
+            lambda: (s := self.status(**kw)).get("phase") == phase and s, within, f"phase {phase}"
+        )
 
     def events(self, namespace: str = "jeffrey") -> list[dict[str, Any]]:
         return [dict(e) for e in self.emu.list("events", namespace)]

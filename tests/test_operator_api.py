@@ -7,10 +7,10 @@ import time
 from typing import Any
 
 import pytest
-from operator_fixtures import FAST, Cluster, example, wait_for
 
 from jeffrey_operator.emulator import deployment_manifest
 from jeffrey_operator.models import RETRY_ANNOTATION
+from operator_fixtures import FAST, Cluster, example, wait_for
 
 pytest_plugins = ["operator_fixtures"]
 
@@ -18,8 +18,11 @@ LEVELS = ["CORE", "COGNITIVE", "EMOTIONAL", "CONSCIOUS", "LOOPS", "PRODUCTION"]
 
 
 def validated_levels(status: dict[str, Any]) -> list[str]:
-    return [t["toLevel"] for t in status.get("transitions", [])
-            if t["reason"] in ("LevelValidated", "TargetReached") and t["phase"] in ("CoolingDown", "Stable")]
+    return [
+        t["toLevel"]
+        for t in status.get("transitions", [])
+        if t["reason"] in ("LevelValidated", "TargetReached") and t["phase"] in ("CoolingDown", "Stable")
+    ]
 
 
 def condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
@@ -159,7 +162,9 @@ def test_the_schema_rejects_what_it_can(cluster: Cluster, mutate: Any, message: 
         ("claimed", "DeploymentClaimed", "spec.levels[0].modules[0].deployment"),
     ],
 )
-def test_bad_input_is_invalid_and_touches_nothing(cluster: Cluster, case: str, reason: str, field: str) -> None:
+def test_bad_input_is_invalid_and_touches_nothing(
+    cluster: Cluster, case: str, reason: str, field: str
+) -> None:
     cluster.start_operator()
     ji = example()
     cluster.deployments_for(ji, "jeffrey")
@@ -168,10 +173,16 @@ def test_bad_input_is_invalid_and_touches_nothing(cluster: Cluster, case: str, r
     if case == "duplicate":
         ji["spec"]["levels"][1]["modules"][0]["deployment"] = "memory"
     if case == "claimed":
-        other = {"apiVersion": "jeffreyos.io/v1alpha1", "kind": "JeffreyIntegration",
-                 "metadata": {"name": "a-older", "namespace": "jeffrey"},
-                 "spec": {"targetLevel": "CORE", "paused": True,
-                          "levels": [{"level": "CORE", "modules": [{"deployment": "memory"}]}]}}
+        other = {
+            "apiVersion": "jeffreyos.io/v1alpha1",
+            "kind": "JeffreyIntegration",
+            "metadata": {"name": "a-older", "namespace": "jeffrey"},
+            "spec": {
+                "targetLevel": "CORE",
+                "paused": True,
+                "levels": [{"level": "CORE", "modules": [{"deployment": "memory"}]}],
+            },
+        }
         cluster.emu.create(other)
         cluster.wait_phase("Paused", name="a-older")
         time.sleep(0.05)

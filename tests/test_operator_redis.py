@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
+from jeffrey_operator.state import HistoryEntry, LevelState, RedisStateStore, StateClient
 from operator_fixtures import FAST, Cluster, wait_for
 from redis_fixtures import RedisServer
-
-from jeffrey_operator.state import HistoryEntry, LevelState, RedisStateStore, StateClient
 
 pytest_plugins = ["operator_fixtures", "redis_fixtures"]
 
@@ -44,8 +43,11 @@ def test_redis_killed_mid_climb_the_climb_completes_and_history_is_backfilled(
     assert unavailable["reason"] == "StateStoreUnavailable"
 
     redis_server.start()
-    wait_for(lambda: (c := condition(cluster.status(), "StateStoreAvailable")) and c["status"] == "True",
-             within=40, what="StateStoreAvailable=True after Redis returned")
+    wait_for(
+        lambda: (c := condition(cluster.status(), "StateStoreAvailable")) and c["status"] == "True",
+        within=40,
+        what="StateStoreAvailable=True after Redis returned",
+    )
     status = cluster.status()
     state, history = asyncio.run(read_back(redis_server.url))
     assert (state.level, state.phase) == ("PRODUCTION", "Stable")
