@@ -17,10 +17,23 @@ def settings(*argv: str, env: dict[str, str] | None = None) -> OperatorSettings:
 
 
 def test_run_help_explains_every_flag() -> None:
-    out = subprocess.run([sys.executable, "-m", "jeffrey_operator.cli", "run", "--help"],
-                         capture_output=True, text=True, check=True).stdout
-    for flag in ("--namespace", "--all-namespaces", "--health-port", "--metrics-port", "--log-format",
-                 "--peering", "--standalone", "--redis-url", "KUBECONFIG"):
+    out = subprocess.run(
+        [sys.executable, "-m", "jeffrey_operator.cli", "run", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    for flag in (
+        "--namespace",
+        "--all-namespaces",
+        "--health-port",
+        "--metrics-port",
+        "--log-format",
+        "--peering",
+        "--standalone",
+        "--redis-url",
+        "KUBECONFIG",
+    ):
         assert flag in out
 
 
@@ -40,8 +53,11 @@ def test_repeatable_namespaces_and_env() -> None:
 
 
 def test_peering_and_redis_password_from_env_is_secret() -> None:
-    s = settings("--peering", "jeffrey", env={"JEFFREY_REDIS_URL": "redis://r:6379/0",
-                                              "JEFFREY_REDIS_PASSWORD": "hunter2"})
+    s = settings(
+        "--peering",
+        "jeffrey",
+        env={"JEFFREY_REDIS_URL": "redis://r:6379/0", "JEFFREY_REDIS_PASSWORD": "hunter2"},
+    )
     assert s.peering == "jeffrey" and not s.standalone
     assert s.redis_password.get_secret_value() == "hunter2"
     assert "hunter2" not in repr(s)

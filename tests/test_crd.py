@@ -34,7 +34,11 @@ def test_crd_names_and_subresources() -> None:
     crd = yaml.safe_load(CRD_PATH.read_text())
     assert crd["metadata"]["name"] == "jeffreyintegrations.jeffreyos.io"
     names = crd["spec"]["names"]
-    assert (names["kind"], names["plural"], names["shortNames"]) == ("JeffreyIntegration", "jeffreyintegrations", ["ji"])
+    assert (names["kind"], names["plural"], names["shortNames"]) == (
+        "JeffreyIntegration",
+        "jeffreyintegrations",
+        ["ji"],
+    )
     assert crd["spec"]["scope"] == "Namespaced"
     (version,) = crd["spec"]["versions"]
     assert version["name"] == "v1alpha1" and version["subresources"] == {"status": {}}
@@ -53,7 +57,9 @@ def test_schema_is_structural() -> None:
             assert banned not in node, f"{path} has {banned}"
         if "properties" in node:
             assert node.get("type") == "object", f"{path} lacks type: object"
-            assert node.get("additionalProperties") is None, f"{path} mixes properties and additionalProperties"
+            assert node.get("additionalProperties") is None, (
+                f"{path} mixes properties and additionalProperties"
+            )
         if path.endswith(".properties") or path.endswith("]"):
             continue
     spec = schema["properties"]["spec"]["properties"]

@@ -7,8 +7,8 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from engine_world import T0, World
 
+from engine_world import T0, World
 from jeffrey_operator import conditions as c
 from jeffrey_operator.engine import ceiling, decide, decide_invalid, desired_replicas, gate_mode
 from jeffrey_operator.models import (
@@ -26,8 +26,10 @@ FULL: dict[str, Any] = {
     "targetLevel": "PRODUCTION",
     "levels": [
         {"level": "CORE", "modules": [{"deployment": "memory"}, {"deployment": "neural-bus"}]},
-        {"level": "COGNITIVE", "modules": [{"deployment": "auto-learner", "replicas": 2},
-                                           {"deployment": "theory-of-mind"}]},
+        {
+            "level": "COGNITIVE",
+            "modules": [{"deployment": "auto-learner", "replicas": 2}, {"deployment": "theory-of-mind"}],
+        },
         {"level": "EMOTIONAL", "modules": [{"deployment": "emotion-engine", "optional": True}]},
         {"level": "CONSCIOUS", "modules": [{"deployment": "consciousness", "optional": True}]},
         {"level": "LOOPS", "modules": [{"deployment": "awareness-loop"}]},
@@ -48,8 +50,14 @@ def cond(status: JeffreyIntegrationStatus, type_: str) -> tuple[str, str]:
 
 
 def breach(name: str = "bus-rate", value: float = 5000.0, max_: float = 1000.0) -> GateReport:
-    gate = GateStatus(name=name, query="sum(rate(x[1m]))", value=value, max=max_, result=GateResult.BREACH,
-                      series='{module="awareness-loop"}')
+    gate = GateStatus(
+        name=name,
+        query="sum(rate(x[1m]))",
+        value=value,
+        max=max_,
+        result=GateResult.BREACH,
+        series='{module="awareness-loop"}',
+    )
     return GateReport(verdict=GateVerdict.BREACH, gates=(gate,), breach=gate)
 
 
@@ -62,10 +70,18 @@ def test_full_climb_promotes_one_level_at_a_time_lowest_first() -> None:
     assert w.status.phase == Phase.STABLE
     assert w.status.current_level == Level.PRODUCTION
     assert [d for d, _ in w.scale_log] == [
-        "memory", "neural-bus", "auto-learner", "theory-of-mind", "emotion-engine", "consciousness",
-        "awareness-loop", "curiosity-loop",
+        "memory",
+        "neural-bus",
+        "auto-learner",
+        "theory-of-mind",
+        "emotion-engine",
+        "consciousness",
+        "awareness-loop",
+        "curiosity-loop",
     ]
-    validated = [t.to_level for t in w.status.transitions if t.reason in (c.LEVEL_VALIDATED, c.TARGET_REACHED)]
+    validated = [
+        t.to_level for t in w.status.transitions if t.reason in (c.LEVEL_VALIDATED, c.TARGET_REACHED)
+    ]
     assert validated == list(Level)
     assert cond(w.status, c.READY) == ("True", c.TARGET_REACHED)
     assert cond(w.status, c.RECONCILING)[0] == "False"
@@ -124,13 +140,15 @@ def test_ready_means_updated_and_ready_at_the_current_generation() -> None:
     w.step()
     mem = w.deployments["memory"]
     # scaled, but the Deployment controller has not observed the new generation yet
-    w.deployments["memory"] = replace(mem, observed_generation=mem.generation - 1, ready_replicas=1,
-                                      updated_replicas=1)
+    w.deployments["memory"] = replace(
+        mem, observed_generation=mem.generation - 1, ready_replicas=1, updated_replicas=1
+    )
     w.make_ready("neural-bus")
     w.step()
     assert w.status.phase == Phase.PROMOTING
-    w.deployments["memory"] = replace(w.deployments["memory"], observed_generation=mem.generation,
-                                      updated_replicas=0)
+    w.deployments["memory"] = replace(
+        w.deployments["memory"], observed_generation=mem.generation, updated_replicas=0
+    )
     w.step()
     assert w.status.phase == Phase.PROMOTING
     w.make_ready("memory")
@@ -151,10 +169,17 @@ def test_lowering_the_target_scales_down_one_level_at_a_time_highest_first() -> 
     for _ in range(12):
         d = w.step()
         w.gates = breach()  # demotion ignores gates (the port is not even asked while demoting)
-        phases.append((w.status.phase, w.status.current_level, tuple((a.deployment, a.replicas) for a in d.actions)))
+        phases.append(
+            (w.status.phase, w.status.current_level, tuple((a.deployment, a.replicas) for a in d.actions))
+        )
         if w.status.phase == Phase.STABLE:
             break
-    assert [d for d, _ in w.scale_log] == ["curiosity-loop", "awareness-loop", "consciousness", "emotion-engine"]
+    assert [d for d, _ in w.scale_log] == [
+        "curiosity-loop",
+        "awareness-loop",
+        "consciousness",
+        "emotion-engine",
+    ]
     assert w.status.phase == Phase.STABLE
     assert w.status.current_level == Level.COGNITIVE
     assert all(p in (Phase.DEMOTING, Phase.STABLE) for p, _, _ in phases)
@@ -202,7 +227,12 @@ def test_gate_breach_after_reaching_target_rolls_back_highest_first() -> None:
     d = w.step()
     assert d.status.phase == Phase.ROLLING_BACK
     assert [a.deployment for a in d.actions] == [
-        "curiosity-loop", "awareness-loop", "consciousness", "emotion-engine", "auto-learner", "theory-of-mind",
+        "curiosity-loop",
+        "awareness-loop",
+        "consciousness",
+        "emotion-engine",
+        "auto-learner",
+        "theory-of-mind",
     ]
     assert all(a.replicas == 0 for a in d.actions)
     record = d.status.last_rollback
@@ -387,10 +417,16 @@ def test_a_subset_of_levels_climbs_over_the_gaps() -> None:
     ("mutate", "field", "reason"),
     [
         (lambda s: s["levels"][5].update(level="CORE"), "spec.levels[5].level", c.DUPLICATE_LEVEL),
-        (lambda s: s["levels"][1]["modules"].append({"deployment": "memory"}),
-         "spec.levels[1].modules[2].deployment", c.DUPLICATE_DEPLOYMENT),
-        (lambda s: s["levels"][5]["modules"].append({"deployment": "ghost"}),
-         "spec.levels[5].modules[1].deployment", c.DEPLOYMENT_NOT_FOUND),
+        (
+            lambda s: s["levels"][1]["modules"].append({"deployment": "memory"}),
+            "spec.levels[1].modules[2].deployment",
+            c.DUPLICATE_DEPLOYMENT,
+        ),
+        (
+            lambda s: s["levels"][5]["modules"].append({"deployment": "ghost"}),
+            "spec.levels[5].modules[1].deployment",
+            c.DEPLOYMENT_NOT_FOUND,
+        ),
     ],
 )
 def test_bad_specs_are_invalid_and_touch_nothing(mutate: Any, field: str, reason: str) -> None:
@@ -421,10 +457,17 @@ def test_a_deployment_claimed_by_an_older_integration_is_invalid() -> None:
     ("raw", "where"),
     [
         ({"levels": [{"level": "SUPREME", "modules": [{"deployment": "a"}]}]}, "spec.levels[0].level"),
-        ({"levels": [{"level": "CORE", "modules": [{"deployment": "a", "replicas": -1}]}]},
-         "spec.levels[0].modules[0].replicas"),
-        ({"levels": [{"level": "CORE", "modules": [{"deployment": "a"}]}], "promotion": {"cooldown": "2 min"}},
-         "spec.promotion.cooldown"),
+        (
+            {"levels": [{"level": "CORE", "modules": [{"deployment": "a", "replicas": -1}]}]},
+            "spec.levels[0].modules[0].replicas",
+        ),
+        (
+            {
+                "levels": [{"level": "CORE", "modules": [{"deployment": "a"}]}],
+                "promotion": {"cooldown": "2 min"},
+            },
+            "spec.promotion.cooldown",
+        ),
         ({"levels": []}, "spec.levels"),
     ],
 )
@@ -499,8 +542,9 @@ def test_a_gate_report_for_another_step_is_not_used_to_pass_validation() -> None
         (Phase.PAUSED, None, Level.CORE, GateMode.NONE, Level.CORE),
     ],
 )
-def test_gate_mode_and_ceiling_per_phase(phase: Phase, active: Level | None, current: Level | None,
-                                         mode: GateMode, top: Level) -> None:
+def test_gate_mode_and_ceiling_per_phase(
+    phase: Phase, active: Level | None, current: Level | None, mode: GateMode, top: Level
+) -> None:
     st = JeffreyIntegrationStatus(phase=phase, active_level=active, current_level=current)
     assert gate_mode(st)[0] == mode
     assert ceiling(st) == top
@@ -509,7 +553,9 @@ def test_gate_mode_and_ceiling_per_phase(phase: Phase, active: Level | None, cur
 def test_desired_replicas_follow_the_ceiling() -> None:
     spec = parse_spec(FULL)
     assert not isinstance(spec, list)
-    st = JeffreyIntegrationStatus(phase=Phase.VALIDATING, active_level=Level.COGNITIVE, current_level=Level.CORE)
+    st = JeffreyIntegrationStatus(
+        phase=Phase.VALIDATING, active_level=Level.COGNITIVE, current_level=Level.CORE
+    )
     desired = desired_replicas(spec, st)
     assert desired["auto-learner"] == 2 and desired["memory"] == 1 and desired["emotion-engine"] == 0
 
