@@ -40,7 +40,11 @@ def test_full_climb_to_production(cluster: Cluster) -> None:
     assert cluster.replicas() == expected
     assert condition(status, "Ready")["status"] == "True"
     assert all(m["state"] == "Ready" and m["ready"] == m["desired"] for m in status["modules"])
-    reasons = collections.Counter(e["reason"] for e in cluster.events())
+    # Events are posted asynchronously by kopf's queue: wait for them.
+    reasons = wait_for(
+        lambda: (r := collections.Counter(e["reason"] for e in cluster.events()))["TargetReached"] and r,
+        what="the TargetReached event",
+    )
     assert reasons["LevelValidated"] == 5 and reasons["TargetReached"] == 1
     # the status schema kept everything the operator wrote (nothing pruned)
     assert [t["seq"] for t in status["transitions"]] == list(range(1, status["transitionSeq"] + 1))

@@ -1,0 +1,379 @@
+"""Structural-schema handling of custom resources: pruning, defaulting, validation.
+
+A subset of what kube-apiserver does with a CRD's ``openAPIV3Schema``, in the same order
+(prune unknown fields → apply defaults → validate) and with the same error texts:
+
+* pruning of unknown fields (honouring ``x-kubernetes-preserve-unknown-fields``,
+  ``additionalProperties``, ``x-kubernetes-embedded-resource``), and of ``null`` values of
+  non-nullable fields;
+* defaulting of ``default`` values, top-down (a defaulted ``{}`` gets its own defaults);
+* validation of ``type`` (incl. ``nullable`` and ``x-kubernetes-int-or-string``), ``required``,
+  ``enum``, ``pattern``, ``minLength``/``maxLength``, ``minimum``/``maximum`` (+ exclusive),
+  ``multipleOf``, ``minItems``/``maxItems``, ``uniqueItems``, ``minProperties``/``maxProperties``,
+  ``x-kubernetes-list-type: set|map``, ``allOf``/``anyOf``/``oneOf``/``not``.
+
+Not implemented: ``format`` checks, validation ratcheting, and CEL ``x-kubernetes-validations`` —
+except one recognised idiom, uniqueness of list items by a field:
+``self.all(x, self.exists_one(y, y.name == x.name))``. Other CEL rules are ignored.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Any
+
+from .errors import FieldError
+
+__all__ = ["apply_defaults", "prune", "validate"]
+
+Schema = Mapping[str, Any]
+
+
+def _child(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _preserves(schema: Schema) -> bool:
+    return bool(schema.get("x-kubernetes-preserve-unknown-fields"))
+
+
+# --------------------------------------------------------------------------------------- pruning
+
+
+def prune(value: Any, schema: Schema | None, *, root: bool = True) -> Any:
+    """Drop fields the schema does not know (a new structure; the input is not modified)."""
+    if schema is None:
+        return copy.deepcopy(value)
+    if isinstance(value, dict):
+        properties: Mapping[str, Any] = schema.get("properties") or {}
+        additional = schema.get("additionalProperties")
+        embedded = bool(schema.get("x-kubernetes-embedded-resource"))
+        result: dict[str, Any] = {}
+        for key, item in value.items():
+            if (root and key in ("apiVersion", "kind", "metadata")) or (
+                embedded and key in ("apiVersion", "kind", "metadata")
+            ):
+                result[key] = copy.deepcopy(item)
+            elif key in properties:
+                sub = properties[key]
+                if item is None and not sub.get("nullable"):
+                    continue  # nulls of non-nullable fields are pruned (and then defaulted)
+                result[key] = prune(item, sub, root=False)
+            elif isinstance(additional, Mapping):
+                result[key] = prune(item, additional, root=False)
+            elif additional is True or _preserves(schema):
+                result[key] = copy.deepcopy(item)
+        return result
+    if isinstance(value, list):
+        items = schema.get("items")
+        if isinstance(items, Mapping):
+            return [prune(item, items, root=False) for item in value]
+        return copy.deepcopy(value)
+    return value
+
+
+# ------------------------------------------------------------------------------------ defaulting
+
+
+def apply_defaults(value: Any, schema: Schema | None) -> Any:
+    """Fill in ``default`` values of absent fields (in place for dicts/lists; returns the value)."""
+    if schema is None:
+        return value
+    if isinstance(value, dict):
+        for key, sub in (schema.get("properties") or {}).items():
+            if key == "metadata" and "apiVersion" in schema.get("properties", {}):
+                continue  # never default the metadata of (embedded) objects
+            if key not in value and "default" in sub:
+                value[key] = copy.deepcopy(sub["default"])
+            if key in value:
+                value[key] = apply_defaults(value[key], sub)
+        additional = schema.get("additionalProperties")
+        if isinstance(additional, Mapping):
+            for key in list(value):
+                if key not in (schema.get("properties") or {}):
+                    value[key] = apply_defaults(value[key], additional)
+    elif isinstance(value, list):
+        items = schema.get("items")
+        if isinstance(items, Mapping):
+            for index, item in enumerate(value):
+                value[index] = apply_defaults(item, items)
+    return value
+
+
+# ------------------------------------------------------------------------------------ validation
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__  # pragma: no cover
+
+
+def _type_ok(value: Any, expected: str) -> bool:
+    if expected == "object":
+        return isinstance(value, dict)
+    if expected == "array":
+        return isinstance(value, list)
+    if expected == "string":
+        return isinstance(value, str)
+    if expected == "boolean":
+        return isinstance(value, bool)
+    if expected == "integer":
+        if isinstance(value, bool):
+            return False
+        return isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+    if expected == "number":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    return True
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+
+
+@lru_cache(maxsize=512)
+def _compile(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
+
+
+_UNIQUE_BY_FIELD = re.compile(
+    r"^\s*self\.all\(\s*(\w+)\s*,\s*self\.exists_one\(\s*(\w+)\s*,\s*(\w+)\.(\w+)\s*==\s*(\w+)\.(\w+)\s*\)\s*\)\s*$"
+)
+_UNIQUE_ITEMS = re.compile(
+    r"^\s*self\.all\(\s*(\w+)\s*,\s*self\.exists_one\(\s*(\w+)\s*,\s*(\w+)\s*==\s*(\w+)\s*\)\s*\)\s*$"
+)
+
+
+def _cel_unique_key(rule: str) -> tuple[bool, str | None] | None:
+    """Recognise ``self.all(x, self.exists_one(y, y.f == x.f))``: (True, "f"); or None."""
+    match = _UNIQUE_BY_FIELD.match(rule)
+    if match:
+        x, y, a, fa, b, fb = match.groups()
+        if {a, b} == {x, y} and fa == fb:
+            return True, fa
+        return None
+    match = _UNIQUE_ITEMS.match(rule)
+    if match:
+        x, y, a, b = match.groups()
+        if {a, b} == {x, y}:
+            return True, None
+    return None
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True)
+
+
+def _validate_cel(value: Any, schema: Schema, path: str, errors: list[FieldError]) -> None:
+    for rule in schema.get("x-kubernetes-validations") or []:
+        recognised = _cel_unique_key(str(rule.get("rule", "")))
+        if recognised is None or not isinstance(value, list):
+            continue  # unknown CEL rules are not evaluated (see the module docstring)
+        _, key = recognised
+        seen: set[str] = set()
+        for item in value:
+            ident = _canonical(item.get(key) if isinstance(item, dict) and key else item)
+            if ident in seen:
+                message = rule.get("message") or f"failed rule: {rule.get('rule')}"
+                errors.append(FieldError(path, "Invalid", schema.get("type", "array"), message))
+                break
+            seen.add(ident)
+
+
+def validate(value: Any, schema: Schema | None, path: str = "") -> list[FieldError]:
+    """All the schema violations of a value, with apiserver-like field paths and messages."""
+    errors: list[FieldError] = []
+    if schema is not None:
+        _validate(value, schema, path, errors, root=True)
+    return errors
+
+
+def _validate(value: Any, schema: Schema, path: str, errors: list[FieldError], *, root: bool = False) -> None:
+    shown = path or "<root>"
+    if value is None:
+        if schema.get("nullable") or not schema.get("type"):
+            return
+        errors.append(
+            FieldError(path, "Invalid", None, f'{shown} in body must be of type {schema["type"]}: "null"')
+        )
+        return
+
+    if schema.get("x-kubernetes-int-or-string"):
+        if not (isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))):
+            errors.append(
+                FieldError(
+                    path,
+                    "Invalid",
+                    value,
+                    f'{shown} in body must be of type int-or-string: "{_json_type(value)}"',
+                )
+            )
+            return
+    elif (expected := schema.get("type")) and not _type_ok(value, expected):
+        errors.append(
+            FieldError(
+                path, "Invalid", value, f'{shown} in body must be of type {expected}: "{_json_type(value)}"'
+            )
+        )
+        return
+
+    if "enum" in schema and not any(_canonical(value) == _canonical(e) for e in schema["enum"]):
+        supported = [e if isinstance(e, str) else json.dumps(e) for e in schema["enum"]]
+        errors.append(FieldError(path, "Unsupported", value, supported=supported))
+
+    if isinstance(value, str):
+        if "maxLength" in schema and len(value) > schema["maxLength"]:
+            errors.append(FieldError(path, "TooLong", value, f"may not be longer than {schema['maxLength']}"))
+        if "minLength" in schema and len(value) < schema["minLength"]:
+            errors.append(
+                FieldError(
+                    path,
+                    "Invalid",
+                    value,
+                    f"{shown} in body should be at least {schema['minLength']} chars long",
+                )
+            )
+        if "pattern" in schema and not _compile(schema["pattern"]).search(value):
+            errors.append(
+                FieldError(path, "Invalid", value, f"{shown} in body should match '{schema['pattern']}'")
+            )
+
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if "minimum" in schema:
+            minimum = schema["minimum"]
+            if schema.get("exclusiveMinimum") is True and value <= minimum:
+                errors.append(
+                    FieldError(
+                        path, "Invalid", value, f"{shown} in body should be greater than {_num(minimum)}"
+                    )
+                )
+            elif value < minimum:
+                errors.append(
+                    FieldError(
+                        path,
+                        "Invalid",
+                        value,
+                        f"{shown} in body should be greater than or equal to {_num(minimum)}",
+                    )
+                )
+        if "maximum" in schema:
+            maximum = schema["maximum"]
+            if schema.get("exclusiveMaximum") is True and value >= maximum:
+                errors.append(
+                    FieldError(path, "Invalid", value, f"{shown} in body should be less than {_num(maximum)}")
+                )
+            elif value > maximum:
+                errors.append(
+                    FieldError(
+                        path,
+                        "Invalid",
+                        value,
+                        f"{shown} in body should be less than or equal to {_num(maximum)}",
+                    )
+                )
+        multiple = schema.get("multipleOf")
+        if multiple and (value / multiple) != int(value / multiple):
+            errors.append(
+                FieldError(
+                    path, "Invalid", value, f"{shown} in body should be a multiple of {_num(multiple)}"
+                )
+            )
+
+    if isinstance(value, list):
+        if "maxItems" in schema and len(value) > schema["maxItems"]:
+            errors.append(
+                FieldError(path, "TooMany", len(value), f"must have at most {schema['maxItems']} items")
+            )
+        if "minItems" in schema and len(value) < schema["minItems"]:
+            errors.append(
+                FieldError(
+                    path,
+                    "Invalid",
+                    len(value),
+                    f"{shown} in body should have at least {schema['minItems']} items",
+                )
+            )
+        list_type = schema.get("x-kubernetes-list-type")
+        if schema.get("uniqueItems") or list_type == "set":
+            seen: set[str] = set()
+            for index, item in enumerate(value):
+                if _canonical(item) in seen:
+                    errors.append(FieldError(f"{path}[{index}]", "Duplicate", item))
+                seen.add(_canonical(item))
+        if list_type == "map":
+            keys = schema.get("x-kubernetes-list-map-keys") or []
+            seen_keys: set[str] = set()
+            for index, item in enumerate(value):
+                if isinstance(item, dict):
+                    ident = {k: item.get(k) for k in keys}
+                    if _canonical(ident) in seen_keys:
+                        errors.append(FieldError(f"{path}[{index}]", "Duplicate", ident))
+                    seen_keys.add(_canonical(ident))
+        items = schema.get("items")
+        if isinstance(items, Mapping):
+            for index, item in enumerate(value):
+                _validate(item, items, f"{path}[{index}]", errors)
+
+    if isinstance(value, dict):
+        for key in schema.get("required") or []:
+            if key not in value:
+                errors.append(FieldError(_child(path, key), "Required"))
+        if "maxProperties" in schema and len(value) > schema["maxProperties"]:
+            errors.append(
+                FieldError(path, "TooMany", len(value), f"must have at most {schema['maxProperties']} items")
+            )
+        if "minProperties" in schema and len(value) < schema["minProperties"]:
+            errors.append(
+                FieldError(
+                    path,
+                    "Invalid",
+                    len(value),
+                    f"{shown} in body should have at least {schema['minProperties']} properties",
+                )
+            )
+        properties: Mapping[str, Any] = schema.get("properties") or {}
+        additional = schema.get("additionalProperties")
+        for key, item in value.items():
+            if root and key in ("apiVersion", "kind", "metadata"):
+                continue  # validated by the generic machinery, not by the schema
+            if key in properties:
+                _validate(item, properties[key], _child(path, key), errors)
+            elif isinstance(additional, Mapping):
+                _validate(item, additional, _child(path, key), errors)
+
+    for sub in schema.get("allOf") or []:
+        _validate(value, sub, path, errors)
+    if schema.get("anyOf") and not any(not validate(value, sub, path) for sub in schema["anyOf"]):
+        errors.append(
+            FieldError(path, "Invalid", value, f"{shown} in body must validate at least one schema (anyOf)")
+        )
+    if schema.get("oneOf"):
+        passing = sum(1 for sub in schema["oneOf"] if not validate(value, sub, path))
+        if passing != 1:
+            errors.append(
+                FieldError(
+                    path, "Invalid", value, f"{shown} in body must validate one and only one schema (oneOf)"
+                )
+            )
+    if isinstance(schema.get("not"), Mapping) and not validate(value, schema["not"], path):
+        errors.append(
+            FieldError(path, "Invalid", value, f"{shown} in body must not validate the schema (not)")
+        )
+
+    _validate_cel(value, schema, path, errors)
