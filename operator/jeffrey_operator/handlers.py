@@ -128,9 +128,17 @@ async def integration(
                 )
 
 
+async def _cleanup(*, memo: kopf.Memo, **_: Any) -> None:
+    """Close the adapters' connections (Prometheus HTTP sessions, Redis pools)."""
+    ctx: OperatorContext | None = getattr(memo, "ctx", None)
+    if ctx is not None:
+        await ctx.close()
+
+
 def register(registry: kopf.OperatorRegistry) -> None:
     """Register every handler of the operator in ``registry``."""
     kopf.on.startup(registry=registry)(_startup)
+    kopf.on.cleanup(registry=registry)(_cleanup)
     kopf.index("apps", "v1", "deployments", registry=registry)(deployments)
     kopf.index(GROUP, VERSION, PLURAL, registry=registry)(claims)
     kopf.on.event("apps", "v1", "deployments", registry=registry)(deployment_changed)

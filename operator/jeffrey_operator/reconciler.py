@@ -92,6 +92,15 @@ class OperatorContext:
         if event is not None:
             event.set()
 
+    async def close(self) -> None:
+        for adapter in (self.gates, self.store):
+            closer = getattr(adapter, "close", None) or getattr(adapter, "aclose", None)
+            if closer is not None:
+                try:
+                    await closer()
+                except Exception as exc:
+                    log.debug("closing %r failed: %s", adapter, exc)
+
     def wake_deployment(self, namespace: str, name: str) -> None:
         for key in self.refs.get((namespace, name), ()):
             self.wake(key)
