@@ -118,6 +118,21 @@ class Kube:
         self._count("patch", "deployments")
         await self._call(apps.patch_namespaced_deployment, name, namespace, {"spec": {"replicas": replicas}})
 
+    async def read_deployment(self, namespace: str, name: str) -> DeploymentObservation | None:
+        """A live read (None when it does not exist): confirms what the watch cache says is missing."""
+        import kubernetes
+
+        apps = kubernetes.client.AppsV1Api(self.client)
+        try:
+            body = await self._call(apps.read_namespaced_deployment, name, namespace, _preload_content=False)
+        except KubeError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        import json
+
+        return observe_deployment(json.loads(body.data))
+
     async def patch_status(self, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
         import kubernetes
 

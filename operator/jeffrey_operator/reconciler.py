@@ -177,6 +177,19 @@ class IntegrationLoop:
                 out[m.deployment] = dataclasses.replace(seen, claimed_by=tuple(sorted(claimers)))
         return out
 
+    async def confirm_missing(self, spec: JeffreyIntegrationSpec, seen: dict[str, Any]) -> None:
+        """The watch cache may lag behind a Deployment created a moment ago: before a required
+        module is reported missing (which makes the spec Invalid), ask the API directly."""
+        for ls in spec.levels:
+            if ls.level.rank > spec.target_level.rank:
+                continue
+            for m in ls.modules:
+                if m.optional or seen[m.deployment].exists:
+                    continue
+                live = await self.ctx.kube.read_deployment(self.namespace, m.deployment)
+                if live is not None:
+                    seen[m.deployment] = dataclasses.replace(live, claimed_by=seen[m.deployment].claimed_by)
+
     # ----------------------------------------------------------------------------------- iterate
     async def iterate(self, body: Mapping[str, Any]) -> float | None:
         """One observe → decide → act pass. Returns the seconds to sleep at most (None: until woken)."""
@@ -197,6 +210,7 @@ class IntegrationLoop:
             deployments = self.observe_deployments(
                 spec, str(meta.get("uid", "")), str(meta.get("creationTimestamp", ""))
             )
+            await self.confirm_missing(spec, deployments)
             mode, level = gate_mode(old)
             report = GateReport()
             if mode is not GateMode.NONE and not spec.paused:

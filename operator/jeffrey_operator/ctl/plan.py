@@ -1,0 +1,309 @@
+"""``jeffreyctl plan``: what the operator would do next and why. Pure.
+
+The plan runs the operator's own decision (:func:`jeffrey_operator.engine.decide`) on what is
+observed now: the object's spec, status, generation and ``jeffreyos.io/retry`` annotation, and
+its Deployments as read from the API (through :func:`jeffrey_operator.kube.observe_deployment`,
+the operator's own adapter). There is one difference, and the output says so: ``plan`` does not
+query Prometheus. The gate report is rebuilt from the last gate results the operator wrote to
+``status.gates`` (with the gate port's own :func:`~jeffrey_operator.gates.evaluate.summarize`).
+
+Worked example: status ``Validating LOOPS`` since 5 s, ``validationWindow: 3s``, every gate in
+status ``Pass``, every Deployment ready → the next phase is ``CoolingDown`` with ``currentLevel:
+LOOPS``, then (cooldown 1 s not yet elapsed) the operator looks again in 1 s; no scaling.
+Nothing here writes anything: the caller only reads the API.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from ..engine import Decision, decide, decide_invalid, gate_mode
+from ..gates.evaluate import summarize
+from ..kube import merge_patch, observe_deployment
+from ..models import (
+    RETRY_ANNOTATION,
+    ConditionStatus,
+    JeffreyIntegrationSpec,
+    JeffreyIntegrationStatus,
+    Level,
+    Phase,
+    Transition,
+)
+from ..ports import MISSING, DeploymentObservation, Event, GateMode, GateReport, Observation
+from ..validation import parse_spec
+from .view import WaitView, waiting_for
+
+__all__ = ["Plan", "Scaling", "claims_of", "gate_report_from_status", "make_plan", "parse_status"]
+
+METRICS_AVAILABLE = "MetricsAvailable"
+
+
+@dataclass(frozen=True)
+class Scaling:
+    """One ``spec.replicas`` change the operator would make."""
+
+    deployment: str
+    level: Level
+    #: The Deployment's ``spec.replicas`` now.
+    current: int
+    replicas: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "deployment": self.deployment,
+            "level": self.level.value,
+            "from": self.current,
+            "to": self.replicas,
+        }
+
+
+@dataclass(frozen=True)
+class Plan:
+    name: str
+    namespace: str
+    now: datetime.datetime
+    before: JeffreyIntegrationStatus
+    after: JeffreyIntegrationStatus
+    scalings: tuple[Scaling, ...]
+    events: tuple[Event, ...]
+    #: Seconds until the operator looks again by itself; None: only when something changes.
+    requeue_after: float | None
+    #: The transitions the decision would record (oldest first).
+    steps: tuple[Transition, ...]
+    gates: GateReport
+    #: Where the gate report came from (plan never queries Prometheus).
+    gates_note: str
+    #: The top-level status fields the operator would write.
+    status_changes: tuple[str, ...]
+    #: The deadline the integration runs towards after the decision.
+    waiting: WaitView | None
+    #: One sentence: why this is the next step (or why nothing happens).
+    why: str
+
+    @property
+    def changes_anything(self) -> bool:
+        return bool(self.scalings or self.status_changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``plan -o json|yaml`` shape (documented in ``docs/jeffreyctl.md``)."""
+
+        def state(st: JeffreyIntegrationStatus) -> dict[str, Any]:
+            return {
+                "phase": st.phase.value,
+                "currentLevel": st.current_level.value if st.current_level else None,
+                "activeLevel": st.active_level.value if st.active_level else None,
+                "reason": st.reason,
+                "message": st.message,
+            }
+
+        return {
+            "name": self.name,
+            "namespace": self.namespace,
+            "dryRun": True,
+            "now": state(self.before),
+            "next": state(self.after),
+            "why": self.why,
+            "steps": [t.wire() for t in self.steps],
+            "scalings": [s.to_dict() for s in self.scalings],
+            "events": [{"type": e.type, "reason": e.reason, "message": e.message} for e in self.events],
+            "statusChanges": list(self.status_changes),
+            "requeueAfter": None if self.requeue_after is None else round(self.requeue_after, 3),
+            "waiting": self.waiting.to_dict() if self.waiting else None,
+            "gates": {
+                "source": "status",
+                "verdict": self.gates.verdict.value,
+                "breach": self.gates.breach.name if self.gates.breach else None,
+                "note": self.gates_note,
+            },
+        }
+
+
+def parse_status(raw: Any) -> JeffreyIntegrationStatus:
+    """The status as the operator reads it: unreadable or missing → empty (it starts afresh)."""
+    if not raw:
+        return JeffreyIntegrationStatus()
+    try:
+        return JeffreyIntegrationStatus.model_validate(dict(raw))
+    except (ValidationError, TypeError, ValueError):
+        return JeffreyIntegrationStatus()
+
+
+def claims_of(body: Mapping[str, Any], others: Sequence[Mapping[str, Any]]) -> dict[str, tuple[str, ...]]:
+    """Deployment → the other integrations of the namespace that listed it first (the operator's
+    claims index: the older claim, by creationTimestamp then name, wins)."""
+    meta = body.get("metadata") or {}
+    mine = (str(meta.get("creationTimestamp", "")), str(meta.get("name", "")))
+    uid = str(meta.get("uid", ""))
+    out: dict[str, list[str]] = {}
+    for other in others:
+        ometa = other.get("metadata") or {}
+        if str(ometa.get("uid", "")) == uid and uid:
+            continue
+        if ometa.get("name") == meta.get("name"):
+            continue
+        theirs = (str(ometa.get("creationTimestamp", "")), str(ometa.get("name", "")))
+        if theirs >= mine:
+            continue
+        for level in (other.get("spec") or {}).get("levels") or []:
+            for module in (level or {}).get("modules") or []:
+                deployment = (module or {}).get("deployment")
+                if isinstance(deployment, str):
+                    out.setdefault(deployment, []).append(f"{ometa.get('namespace', '')}/{theirs[1]}")
+    return {k: tuple(sorted(v)) for k, v in out.items()}
+
+
+def gate_report_from_status(
+    spec: JeffreyIntegrationSpec, status: JeffreyIntegrationStatus
+) -> tuple[GateReport, str]:
+    """The gate report the operator would hand to ``decide`` if Prometheus said again what it
+    said last time, and a note saying so."""
+    mode, _level = gate_mode(status)
+    if mode is GateMode.NONE or spec.paused:
+        return GateReport(), f"no gates apply in phase {status.phase.value}"
+    if not (spec.gates or spec.default_gates):
+        return GateReport(), "no gates configured (defaultGates off, no spec.gates)"
+    metrics = next((c for c in status.conditions if c.type == METRICS_AVAILABLE), None)
+    available = metrics is None or metrics.status is not ConditionStatus.FALSE
+    report = summarize(status.gates, source_available=available)
+    if not status.gates:
+        return report, (
+            "no gate results in status yet: the operator has not evaluated the gates; "
+            "this plan assumes they pass (plan does not query Prometheus)"
+        )
+    return report, (
+        f"from the last gate results in status ({report.verdict.value}); plan does not query Prometheus"
+    )
+
+
+def _observations(
+    spec: JeffreyIntegrationSpec,
+    deployments: Mapping[str, Mapping[str, Any]],
+    claims: Mapping[str, tuple[str, ...]],
+) -> dict[str, DeploymentObservation]:
+    out: dict[str, DeploymentObservation] = {}
+    for ls in spec.levels:
+        for m in ls.modules:
+            body = deployments.get(m.deployment)
+            seen = (
+                observe_deployment(body)
+                if body is not None
+                else dataclasses.replace(MISSING, name=m.deployment)
+            )
+            out[m.deployment] = dataclasses.replace(seen, claimed_by=claims.get(m.deployment, ()))
+    return out
+
+
+def _why(
+    spec: JeffreyIntegrationSpec | None,
+    before: JeffreyIntegrationStatus,
+    decision: Decision,
+    waiting: WaitView | None,
+    name: str,
+) -> str:
+    after = decision.status
+    moved = (before.phase, before.current_level, before.active_level) != (
+        after.phase,
+        after.current_level,
+        after.active_level,
+    )
+    if moved or decision.actions:
+        return f"{after.reason}: {after.message}"
+    phase = after.phase
+    if phase == Phase.ROLLED_BACK:
+        auto = ""
+        if spec is not None and spec.rollback.auto_retry_after and waiting is not None:
+            auto = f", or autoRetryAfter ({waiting.remaining:.0f}s left)"
+        return (
+            f"holding after the rollback until `jeffreyctl retry {name}`, a spec change{auto}; "
+            f"{after.message}"
+        )
+    if phase == Phase.PAUSED:
+        return f"paused (spec.paused): nothing moves until `jeffreyctl resume {name}`"
+    if phase == Phase.INVALID:
+        return f"invalid: {after.message}"
+    if phase == Phase.STABLE:
+        return "stable at the target: nothing to do; the gates keep being watched"
+    if waiting is not None:
+        what = {
+            "readiness": "waiting for the modules to become Ready",
+            "validation": "validating health",
+            "cooldown": "cooling down",
+            "autoRetry": "waiting to retry",
+            "unready": "waiting for an up level to become Ready again",
+        }[waiting.kind]
+        tail = waiting.note or f"{waiting.remaining:.1f}s left of {waiting.total:g}s"
+        return f"{what} ({tail}): {after.message}"
+    return f"no change: {after.message}"
+
+
+def make_plan(
+    body: Mapping[str, Any],
+    deployments: Mapping[str, Mapping[str, Any]],
+    now: datetime.datetime,
+    *,
+    claims: Mapping[str, tuple[str, ...]] | None = None,
+) -> Plan:
+    """The operator's next step for the JeffreyIntegration ``body``.
+
+    ``deployments`` maps a Deployment name to its body as read from the API (absent: it does not
+    exist); ``claims`` comes from :func:`claims_of`.
+    """
+    meta = body.get("metadata") or {}
+    name = str(meta.get("name", ""))
+    namespace = str(meta.get("namespace", ""))
+    generation = int(meta.get("generation") or 1)
+    annotations = meta.get("annotations") or {}
+    before = parse_status(body.get("status"))
+    parsed = parse_spec(body.get("spec") or {})
+    spec: JeffreyIntegrationSpec | None
+    deployment_bodies: dict[str, Mapping[str, Any]] = dict(deployments)
+    if isinstance(parsed, list):
+        spec = None
+        decision = decide_invalid(before, parsed, generation, now)
+        report, note = GateReport(), "the spec does not parse: no gates are evaluated"
+        scalings: tuple[Scaling, ...] = ()
+    else:
+        spec = parsed
+        report, note = gate_report_from_status(spec, before)
+        observed = _observations(spec, deployment_bodies, claims or {})
+        decision = decide(
+            spec,
+            before,
+            Observation(
+                generation=generation,
+                deployments=observed,
+                gates=report,
+                retry_token=str(annotations.get(RETRY_ANNOTATION, "") or ""),
+            ),
+            now,
+        )
+        scalings = tuple(
+            Scaling(a.deployment, a.level, observed[a.deployment].spec_replicas, a.replicas)
+            for a in decision.actions
+        )
+    after = decision.status
+    steps = tuple(t for t in after.transitions if t.seq > before.transition_seq)
+    changed = tuple(sorted(merge_patch(before.wire(), after.wire())))
+    waiting = waiting_for(spec, after, now)
+    return Plan(
+        name=name,
+        namespace=namespace,
+        now=now,
+        before=before,
+        after=after,
+        scalings=scalings,
+        events=decision.events,
+        requeue_after=decision.requeue_after,
+        steps=steps,
+        gates=report,
+        gates_note=note,
+        status_changes=changed,
+        waiting=waiting,
+        why=_why(spec, before, decision, waiting, name),
+    )
