@@ -24,7 +24,6 @@ from jeffrey_operator.ports import GateContext, GateMode, GateReport, GateVerdic
 if TYPE_CHECKING:
     from prom_fixtures import PrometheusServer, SimulatorFleet
 
-pytest_plugins = ["prom_fixtures"]
 
 #: Evaluation period of these tests (and the cache tick).
 INTERVAL = 0.25

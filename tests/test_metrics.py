@@ -18,8 +18,6 @@ from jeffrey_operator.models import (
     Transition,
 )
 
-pytest_plugins = ["prom_fixtures"]
-
 
 def sample(metric: str, /, **labels: str) -> float | None:
     return metrics.REGISTRY.get_sample_value(metric, labels)

@@ -15,8 +15,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from jeffrey_operator.sim.main import LATENCY_BUCKETS, MIB, Fault, ModuleSim, create_app
 
-pytest_plugins = ["prom_fixtures"]
-
 CONTRACT = {
     "jeffrey_bus_messages_published_total",
     "jeffrey_bus_messages_dropped_total",

@@ -12,8 +12,6 @@ from jeffrey_operator.emulator import deployment_manifest
 from jeffrey_operator.models import RETRY_ANNOTATION
 from operator_fixtures import FAST, Cluster, example, wait_for
 
-pytest_plugins = ["operator_fixtures"]
-
 LEVELS = ["CORE", "COGNITIVE", "EMOTIONAL", "CONSCIOUS", "LOOPS", "PRODUCTION"]
 
 

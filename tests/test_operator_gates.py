@@ -14,7 +14,6 @@ from operator_fixtures import Cluster, wait_for
 from prom_fixtures import PrometheusServer, SimulatorFleet
 
 pytestmark = pytest.mark.slow
-pytest_plugins = ["operator_fixtures", "prom_fixtures"]
 
 LEVELS = {"CORE": ["memory", "neural-bus"], "COGNITIVE": ["auto-learner"], "LOOPS": ["awareness-loop"]}
 

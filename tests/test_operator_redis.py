@@ -8,8 +8,6 @@ from jeffrey_operator.state import HistoryEntry, LevelState, RedisStateStore, St
 from operator_fixtures import FAST, Cluster, wait_for
 from redis_fixtures import RedisServer
 
-pytest_plugins = ["operator_fixtures", "redis_fixtures"]
-
 
 def condition(status: dict[str, object], type_: str) -> dict[str, str] | None:
     conds = status.get("conditions") or []

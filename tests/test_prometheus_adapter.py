@@ -39,7 +39,6 @@ from jeffrey_operator.ports import GateContext, GateMode, GateVerdict
 if TYPE_CHECKING:
     from prom_fixtures import PrometheusServer, Simulator, SimulatorFleet
 
-pytest_plugins = ["prom_fixtures"]
 
 
 def free_port() -> int:

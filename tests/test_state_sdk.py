@@ -20,7 +20,6 @@ from state_timeline import status_at
 if TYPE_CHECKING:
     from redis_fixtures import RedisServer
 
-pytest_plugins = ["redis_fixtures"]
 
 #: A redis.asyncio client with decode_responses=True (the stubs cannot tell it answers str).
 Raw = Any
