@@ -34,7 +34,7 @@ from jeffrey_operator.ctl.render import format_age, format_number, render_status
 from jeffrey_operator.ctl.steer import argocd_tracking, steer
 from jeffrey_operator.ctl.view import build_view
 from jeffrey_operator.emulator import BackgroundEmulator, Emulator, deployment_manifest
-from jeffrey_operator.engine import decide_invalid, format_time
+from jeffrey_operator.engine import decide_invalid
 from jeffrey_operator.gates.defaults import gates_for
 from jeffrey_operator.gates.evaluate import QueryOutcome, Series, evaluate
 from jeffrey_operator.kube import Kube
@@ -49,6 +49,7 @@ from jeffrey_operator.models import (
 )
 from jeffrey_operator.ports import GateContext, GateReport, GateVerdict
 from jeffrey_operator.settings import OperatorSettings
+from jeffrey_operator.timestamps import format_time
 from jeffrey_operator.validation import Problem
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]

@@ -44,6 +44,7 @@ from .models import (
     Transition,
 )
 from .ports import MISSING, DeploymentObservation, Event, GateMode, GateReport, GateVerdict, Observation
+from .timestamps import format_time, parse_time
 from .validation import Problem, validate
 
 #: Safety valve for the in-memory step loop (each level needs at most a handful of steps).
@@ -72,21 +73,6 @@ class Decision:
 
 
 # ------------------------------------------------------------------------------------ time helpers
-
-
-def format_time(when: datetime.datetime) -> str:
-    """RFC 3339 in UTC with milliseconds: ``2026-11-21T09:50:00.123Z``."""
-    return when.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
-
-
-def parse_time(text: str) -> datetime.datetime | None:
-    if not text:
-        return None
-    try:
-        parsed = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.UTC)
 
 
 # ------------------------------------------------------------------------------------ ladder views

@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from prometheus_client.metrics import MetricWrapperBase
 
 from .models import GateResult, GateStatus, JeffreyIntegrationStatus, Level, Phase
+from .timestamps import parse_time
 
 if TYPE_CHECKING:
     from .engine import Decision
@@ -147,15 +148,8 @@ def _level_label(level: Level | None) -> str:
 
 
 def _parse_since(text: str) -> float | None:
-    if not text:
-        return None
-    try:
-        parsed = datetime.datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=datetime.UTC)
-    return parsed.timestamp()
+    parsed = parse_time(text)
+    return None if parsed is None else parsed.timestamp()
 
 
 def observe_status(

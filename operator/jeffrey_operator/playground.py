@@ -42,7 +42,6 @@ from typing import Any, TextIO
 import yaml
 
 from .durations import format_duration
-from .engine import parse_time
 from .gates.source import PrometheusGates
 from .models import JeffreyIntegrationSpec, JeffreyIntegrationStatus, Level, Phase
 from .playground_services import (
@@ -55,6 +54,7 @@ from .playground_services import (
     start_redis,
 )
 from .ports import GateContext, GatePort, GateReport, GateVerdict, NoGates
+from .timestamps import parse_time
 
 __all__ = ["Outcome", "PlaygroundOptions", "demo_spec", "main", "render_compact", "run"]
 

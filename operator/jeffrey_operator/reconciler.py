@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from . import conditions as c
 from .durations import parse_duration
-from .engine import Decision, decide, decide_invalid, format_time, gate_mode, parse_time
+from .engine import Decision, decide, decide_invalid, gate_mode
 from .gates.source import next_tick_delay
 from .kube import Kube, KubeError, merge_patch
 from .models import RETRY_ANNOTATION, JeffreyIntegrationSpec, JeffreyIntegrationStatus
@@ -40,6 +40,7 @@ from .ports import (
     StateStoreUnavailable,
     SystemClock,
 )
+from .timestamps import format_time, parse_time
 from .validation import parse_spec
 
 log = logging.getLogger(__name__)

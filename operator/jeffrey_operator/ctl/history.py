@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from ..engine import format_time
 from ..state.schema import HistoryEntry
+from ..timestamps import format_time
 from .plan import parse_status
 from .render import HistoryRow
 

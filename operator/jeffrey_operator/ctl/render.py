@@ -28,8 +28,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..engine import parse_time
 from ..models import JeffreyIntegrationSpec, JeffreyIntegrationStatus, Phase, Transition
+from ..timestamps import parse_time
 from .plan import Plan
 from .view import GateView, LevelView, ModuleView, StatusView, WaitView, build_view
 

@@ -20,8 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ..engine import format_time
 from ..models import RETRY_ANNOTATION, Phase
+from ..timestamps import format_time
 from .plan import parse_status
 
 __all__ = [

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..durations import DurationError, parse_duration
-from ..engine import effective_target, parse_time
+from ..engine import effective_target
 from ..models import (
     GateResult,
     GateStatus,
@@ -30,6 +30,7 @@ from ..models import (
     ModuleState,
     Phase,
 )
+from ..timestamps import parse_time
 
 __all__ = [
     "GateView",

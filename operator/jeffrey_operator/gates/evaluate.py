@@ -53,6 +53,7 @@ from dataclasses import dataclass
 from ..durations import format_duration, parse_duration
 from ..models import GateResult, GateSpec, GateStatus, GateWhen, Level, OnNoData
 from ..ports import GateMode, GateReport, GateVerdict
+from ..timestamps import format_time, parse_time
 
 __all__ = [
     "OutcomeKind",
@@ -128,29 +129,6 @@ class QueryOutcome:
 
 
 # ------------------------------------------------------------------------------------------ time
-
-
-def format_time(moment: datetime.datetime) -> str:
-    """RFC 3339 in UTC with milliseconds (``for`` needs sub-second accuracy), like the engine's.
-
-    >>> format_time(datetime.datetime(2024, 5, 1, 10, 0, 0, 250000, tzinfo=datetime.UTC))
-    '2024-05-01T10:00:00.250Z'
-    """
-    utc = moment.astimezone(datetime.UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
-
-
-def parse_time(text: str) -> datetime.datetime | None:
-    """The inverse of :func:`format_time`; ``None`` for an empty or unreadable string."""
-    if not text:
-        return None
-    try:
-        parsed = datetime.datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=datetime.UTC)
-    return parsed
 
 
 # -------------------------------------------------------------------------------------- activity
