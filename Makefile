@@ -29,7 +29,8 @@ crds: ## Regenerate the CRD from the pydantic models (and the chart's copy)
 	PYTHONPATH=operator $(PYTHON) -m jeffrey_operator.crdgen > $(CRD)
 	cp $(CRD) charts/jeffrey-operator/crds/
 
-demo: deps ## The playground: the whole system on this machine, no cluster needed
+demo: ## The playground: the whole system on this machine, no cluster needed
+	@bash hack/bootstrap.sh --runtime
 	$(PYTHON) -m jeffrey_operator.cli playground $(if $(CI),--non-interactive,)
 
 run: ## Run the operator against the current kube context

