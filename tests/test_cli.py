@@ -105,3 +105,18 @@ def test_bad_durations(bad: str) -> None:
 @pytest.mark.parametrize(("seconds", "text"), [(0, "0s"), (0.25, "250ms"), (90, "1m30s"), (3600, "1h")])
 def test_format_duration(seconds: float, text: str) -> None:
     assert format_duration(seconds) == text
+
+
+def test_wakeup_handlers_do_not_flood_the_log() -> None:
+    import logging
+
+    from jeffrey_operator.handlers import QuietWakeups
+
+    def record(level: int, msg: str) -> logging.LogRecord:
+        return logging.LogRecord("kopf.objects", level, __file__, 1, msg, None, None)
+
+    quiet = QuietWakeups()
+    assert not quiet.filter(record(logging.INFO, "Handler 'deployment_changed' succeeded."))
+    assert not quiet.filter(record(logging.INFO, "Handler 'claims' succeeded."))
+    assert quiet.filter(record(logging.INFO, "Daemon 'integration' succeeded."))
+    assert quiet.filter(record(logging.ERROR, "Handler 'deployment_changed' succeeded."))

@@ -22,6 +22,26 @@ ANNOTATION_PREFIX = "jeffreyos.io"
 FINALIZER = f"{ANNOTATION_PREFIX}/finalizer"
 
 
+_CHATTY = {
+    f"Handler '{name}' succeeded."
+    for name in ("deployments", "claims", "deployment_changed", "integration_changed")
+}
+
+
+class QuietWakeups(logging.Filter):
+    """Drop kopf's INFO line for every Deployment/JeffreyIntegration watch event that only
+    refreshes an index or wakes a loop: thousands a minute, and no information."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno > logging.INFO or record.getMessage() not in _CHATTY
+
+
+def quiet_kopf_logs() -> None:
+    logger = logging.getLogger("kopf.objects")
+    if not any(isinstance(f, QuietWakeups) for f in logger.filters):
+        logger.addFilter(QuietWakeups())
+
+
 def post_event(body: Mapping[str, Any], event: Event) -> None:
     """Events go through kopf's posting queue (batched, retried, never blocking the loop)."""
     kopf.event(body, type=event.type, reason=event.reason, message=event.message[:1024])  # type: ignore[arg-type]
@@ -49,6 +69,7 @@ def configure(settings: kopf.OperatorSettings, *, peering_priority: int = 0) -> 
 
 
 def _startup(*, settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    quiet_kopf_logs()
     operator_settings = getattr(memo, "settings", None)
     configure(settings, peering_priority=getattr(operator_settings, "peering_priority", 0))
 
@@ -137,8 +158,8 @@ async def _cleanup(*, memo: kopf.Memo, **_: Any) -> None:
 
 def register(registry: kopf.OperatorRegistry) -> None:
     """Register every handler of the operator in ``registry``."""
-    kopf.on.startup(registry=registry)(_startup)
-    kopf.on.cleanup(registry=registry)(_cleanup)
+    kopf.on.startup(registry=registry, id="configure")(_startup)
+    kopf.on.cleanup(registry=registry, id="close-adapters")(_cleanup)
     kopf.index("apps", "v1", "deployments", registry=registry)(deployments)
     kopf.index(GROUP, VERSION, PLURAL, registry=registry)(claims)
     kopf.on.event("apps", "v1", "deployments", registry=registry)(deployment_changed)
