@@ -102,6 +102,17 @@ class OperatorContext:
                 except Exception as exc:
                     log.debug("closing %r failed: %s", adapter, exc)
 
+    def track(self, key: Key, old: set[Key], new: set[Key]) -> None:
+        """Record which Deployments ``key`` lists now (O(changes), not O(all references))."""
+        for ref in old - new:
+            users = self.refs.get(ref)
+            if users is not None:
+                users.discard(key)
+                if not users:
+                    del self.refs[ref]
+        for ref in new - old:
+            self.refs.setdefault(ref, set()).add(key)
+
     def wake_deployment(self, namespace: str, name: str) -> None:
         for key in self.refs.get((namespace, name), ()):
             self.wake(key)
@@ -145,6 +156,8 @@ class IntegrationLoop:
     store_backoff: float = 1.0
     store_dirty: bool = True
     gates_written_at: float = 0.0
+    #: The Deployments this loop is registered for in ``ctx.refs``.
+    tracked: set[Key] = field(default_factory=set)
     scale_backoff: float = 0.0
 
     @property
@@ -155,15 +168,12 @@ class IntegrationLoop:
     def observe_deployments(self, spec: JeffreyIntegrationSpec, uid: str, created: str) -> dict[str, Any]:
         out: dict[str, DeploymentObservation] = {}
         wanted = {(self.namespace, m.deployment) for ls in spec.levels for m in ls.modules}
-        for ref in list(self.ctx.refs):
-            if ref not in wanted:
-                self.ctx.refs[ref].discard(self.key)
-                if not self.ctx.refs[ref]:
-                    del self.ctx.refs[ref]
+        if wanted != self.tracked:
+            self.ctx.track(self.key, self.tracked, wanted)
+            self.tracked = wanted
         for ls in spec.levels:
             for m in ls.modules:
                 ref = (self.namespace, m.deployment)
-                self.ctx.refs.setdefault(ref, set()).add(self.key)
                 found = _first(self.deployments_index.get(ref))
                 seen = (
                     found
@@ -422,10 +432,8 @@ async def run_loop(
     finally:
         if loop.ctx.wakers.get(loop.key) is waker:
             del loop.ctx.wakers[loop.key]
-        for ref in list(loop.ctx.refs):
-            loop.ctx.refs[ref].discard(loop.key)
-            if not loop.ctx.refs[ref]:
-                del loop.ctx.refs[ref]
+        loop.ctx.track(loop.key, loop.tracked, set())
+        loop.tracked = set()
 
 
 def _parse_status(raw: Any) -> JeffreyIntegrationStatus:
