@@ -212,3 +212,26 @@ def test_every_example_is_applied_and_reaches_its_target(cluster: Cluster, name:
     cluster.apply_example(name, namespace=namespace)
     status = cluster.wait_phase("Stable", name=ji["metadata"]["name"], namespace=namespace)
     assert status["currentLevel"] == ji["spec"]["targetLevel"]
+
+
+def test_a_failing_scale_is_an_event_and_is_retried(cluster: Cluster) -> None:
+    import re
+
+    forbidden = {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "status": "Failure",
+        "reason": "Forbidden",
+        "code": 403,
+        "message": 'deployments.apps "auto-learner" is forbidden',
+    }
+    # the first two attempts are forbidden (kmock reactions take precedence over the emulated API)
+    _ = cluster.emu.kmock["patch", re.compile(r".*/deployments/auto-learner$")][:2] << 403 << forbidden
+    cluster.start_operator()
+    cluster.apply_example()
+    wait_for(lambda: any(e["reason"] == "ScaleFailed" for e in cluster.events()), what="a ScaleFailed event")
+    status = cluster.status()
+    assert status["phase"] == "Promoting" and status["activeLevel"] == "COGNITIVE"
+    event = next(e for e in cluster.events() if e["reason"] == "ScaleFailed")
+    assert event["type"] == "Warning" and "auto-learner" in event["message"] and "403" in event["message"]
+    assert cluster.wait_phase("Stable", within=15)["currentLevel"] == "PRODUCTION"

@@ -251,7 +251,7 @@ class IntegrationLoop:
             decision = decide(spec, old, observation, now)
 
         new = decision.status
-        scaled_ok = await self.act(decision)
+        scaled_ok = await self.act(decision, body)
         if not scaled_ok:
             wait = _min(wait, self.scale_backoff)
         new = self.store_condition(new, generation, format_time(now))
@@ -268,7 +268,7 @@ class IntegrationLoop:
         self.ctx.telemetry.observe(self.namespace, self.name, decision, old, time.perf_counter() - started)
         return _min(wait, decision.requeue_after)
 
-    async def act(self, decision: Decision) -> bool:
+    async def act(self, decision: Decision, body: Mapping[str, Any]) -> bool:
         ok = True
         for action in decision.actions:
             try:
@@ -278,13 +278,14 @@ class IntegrationLoop:
                 log.warning(
                     "scaling %s/%s to %d failed: %s", self.namespace, action.deployment, action.replicas, exc
                 )
-                self.emit_raw(
+                self.emit(
+                    body,
                     Event(
                         "Warning",
                         c.SCALE_FAILED,
                         f"scaling Deployment {action.deployment} to {action.replicas} failed: "
                         f"{exc.status} {exc.message}",
-                    )
+                    ),
                 )
                 if not exc.retriable and exc.status != 404:
                     break
@@ -377,17 +378,9 @@ class IntegrationLoop:
         self.store_retry_at = time.monotonic() + self.store_backoff
         self.store_backoff = min(self.store_backoff * 2, 30.0)
 
-    # ------------------------------------------------------------------------------------ events
-    _body: Mapping[str, Any] | None = None
-
     def emit(self, body: Mapping[str, Any], event: Event) -> None:
-        self._body = body
         if self.ctx.emit is not None:
             self.ctx.emit(body, event)
-
-    def emit_raw(self, event: Event) -> None:
-        if self._body is not None and self.ctx.emit is not None:
-            self.ctx.emit(self._body, event)
 
 
 async def run_loop(
@@ -401,7 +394,6 @@ async def run_loop(
     try:
         while not stopped:
             waker.clear()
-            loop._body = body
             try:
                 wait = await loop.iterate(body)
                 failures = 0
