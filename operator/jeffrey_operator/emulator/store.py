@@ -766,17 +766,7 @@ class ObjectStore:
             if current is None:
                 raise errors.not_found(rt, name)
             self._check_type(rt, body)
-            if meta.get("name") not in (None, name):
-                raise errors.bad_request(
-                    f"the name of the object ({meta.get('name')}) does not match the name on the URL ({name})"
-                )
-            if rt.namespaced and meta.get("namespace") not in (None, "", namespace):
-                raise errors.bad_request(
-                    "the namespace of the provided object does not match the namespace sent on the request"
-                )
-            incoming_rv = meta.get("resourceVersion")
-            if incoming_rv not in (None, "") and str(incoming_rv) != _meta(current).get("resourceVersion"):
-                raise errors.conflict(rt, name)
+            _check_identity(rt, meta, current, namespace, name, name_required=False)
             return self._write(
                 rt, current, copy.deepcopy(dict(body)), subresource, dry_run=dry_run, validate=validate
             )
@@ -810,18 +800,7 @@ class ObjectStore:
             patched = self._apply_patch(rt, base, patch, kind)
             if not isinstance(patched, dict):
                 raise errors.bad_request("the patched object must be a JSON object")
-            meta = _meta(patched)
-            if meta.get("name") != name:
-                raise errors.bad_request(
-                    f"the name of the object ({meta.get('name')}) does not match the name on the URL ({name})"
-                )
-            if rt.namespaced and meta.get("namespace") not in (None, "", namespace):
-                raise errors.bad_request(
-                    "the namespace of the provided object does not match the namespace sent on the request"
-                )
-            incoming_rv = meta.get("resourceVersion")
-            if incoming_rv not in (None, "") and str(incoming_rv) != _meta(current).get("resourceVersion"):
-                raise errors.conflict(rt, name)
+            _check_identity(rt, _meta(patched), current, namespace, name, name_required=True)
             return self._write(rt, current, patched, subresource, dry_run=dry_run, validate=validate)
 
     def _apply_patch(self, rt: ResourceType, base: Body, patch: Any, kind: str) -> Any:
@@ -1185,3 +1164,26 @@ class ObjectStore:
         _set_path(new, rt.scale.spec_replicas_path, replicas)
         result = self._write(rt, current, new, None, dry_run=dry_run)
         return self.scale_of(rt, result)
+
+
+def _check_identity(
+    rt: ResourceType,
+    meta: Mapping[str, Any],
+    current: Body,
+    namespace: str | None,
+    name: str,
+    *,
+    name_required: bool,
+) -> None:
+    """A write names the object of its URL, and carries the stored resourceVersion if any (409)."""
+    if meta.get("name") != name and (name_required or meta.get("name") is not None):
+        raise errors.bad_request(
+            f"the name of the object ({meta.get('name')}) does not match the name on the URL ({name})"
+        )
+    if rt.namespaced and meta.get("namespace") not in (None, "", namespace):
+        raise errors.bad_request(
+            "the namespace of the provided object does not match the namespace sent on the request"
+        )
+    incoming_rv = meta.get("resourceVersion")
+    if incoming_rv not in (None, "") and str(incoming_rv) != _meta(current).get("resourceVersion"):
+        raise errors.conflict(rt, name)
