@@ -564,3 +564,23 @@ def test_times_are_rfc3339_with_milliseconds() -> None:
     w = World.of(FULL, now=T0 + datetime.timedelta(milliseconds=1234))
     w.step()
     assert w.status.phase_since == "2026-11-21T09:00:01.234Z"
+
+
+@pytest.mark.parametrize(
+    ("mine", "claims", "expected"),
+    [
+        (("2026-11-21T10:00:00Z", "b", "u2"), [("2026-11-21T09:00:00Z", "a", "u1")], ("ns/a",)),
+        (("2026-11-21T09:00:00Z", "a", "u1"), [("2026-11-21T10:00:00Z", "b", "u2")], ()),
+        # same second: the name decides, so exactly one of the two keeps the Deployment
+        (("2026-11-21T09:00:00Z", "b", "u2"), [("2026-11-21T09:00:00Z", "a", "u1")], ("ns/a",)),
+        (("2026-11-21T09:00:00Z", "a", "u1"), [("2026-11-21T09:00:00Z", "b", "u2")], ()),
+        # its own claim never counts
+        (("2026-11-21T09:00:00Z", "a", "u1"), [("2026-11-21T09:00:00Z", "a", "u1")], ()),
+    ],
+)
+def test_the_older_claim_on_a_deployment_wins(
+    mine: tuple[str, str, str], claims: list[tuple[str, str, str]], expected: tuple[str, ...]
+) -> None:
+    from jeffrey_operator.validation import prior_claims
+
+    assert prior_claims(mine, claims, "ns") == expected

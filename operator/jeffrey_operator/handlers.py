@@ -16,6 +16,7 @@ from .kube import observe_deployment
 from .models import GROUP, PLURAL, VERSION
 from .ports import Event
 from .reconciler import IntegrationLoop, OperatorContext, run_loop
+from .validation import claim_of
 
 #: Where kopf keeps its own bookkeeping: annotations, never our status (whose schema prunes it).
 ANNOTATION_PREFIX = "jeffreyos.io"
@@ -106,8 +107,7 @@ async def claims(*, body: kopf.Body, namespace: str | None, name: str, **_: Any)
 
 
 def _claimed(body: kopf.Body, ns: str, name: str) -> dict[Any, Any]:
-    meta = body.get("metadata") or {}
-    claim = (str(meta.get("creationTimestamp", "")), name, str(meta.get("uid", "")))
+    claim = claim_of(body.get("metadata") or {})
     out: dict[Any, Any] = {}
     for level in (body.get("spec") or {}).get("levels") or []:
         for module in (level or {}).get("modules") or []:

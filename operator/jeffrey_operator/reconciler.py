@@ -41,7 +41,7 @@ from .ports import (
     SystemClock,
 )
 from .timestamps import format_time, parse_time
-from .validation import parse_spec
+from .validation import Claim, claim_of, parse_spec, prior_claims
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +165,7 @@ class IntegrationLoop:
         return (self.namespace, self.name)
 
     # ---------------------------------------------------------------------------------- observe
-    def observe_deployments(self, spec: JeffreyIntegrationSpec, uid: str, created: str) -> dict[str, Any]:
+    def observe_deployments(self, spec: JeffreyIntegrationSpec, mine: Claim) -> dict[str, Any]:
         out: dict[str, DeploymentObservation] = {}
         wanted = {(self.namespace, m.deployment) for ls in spec.levels for m in ls.modules}
         if wanted != self.tracked:
@@ -180,12 +180,8 @@ class IntegrationLoop:
                     if isinstance(found, DeploymentObservation)
                     else dataclasses.replace(MISSING, name=m.deployment)
                 )
-                claimers = [
-                    f"{self.namespace}/{other_name}"
-                    for (other_created, other_name, other_uid) in _all(self.claims_index.get(ref))
-                    if other_uid != uid and (other_created, other_name) < (created, self.name)
-                ]
-                out[m.deployment] = dataclasses.replace(seen, claimed_by=tuple(sorted(claimers)))
+                claimers = prior_claims(mine, _all(self.claims_index.get(ref)), self.namespace)
+                out[m.deployment] = dataclasses.replace(seen, claimed_by=claimers)
         return out
 
     async def confirm_missing(self, spec: JeffreyIntegrationSpec, seen: dict[str, Any]) -> None:
@@ -218,9 +214,7 @@ class IntegrationLoop:
             spec = None
         else:
             spec = parsed
-            deployments = self.observe_deployments(
-                spec, str(meta.get("uid", "")), str(meta.get("creationTimestamp", ""))
-            )
+            deployments = self.observe_deployments(spec, claim_of(meta))
             await self.confirm_missing(spec, deployments)
             mode, level = gate_mode(old)
             report = GateReport()

@@ -18,6 +18,26 @@ from .durations import parse_duration
 from .models import JeffreyIntegrationSpec, Level
 from .ports import DeploymentObservation
 
+#: An integration's claim on a Deployment: (creationTimestamp, name, uid).
+Claim = tuple[str, str, str]
+
+
+def claim_of(meta: Mapping[str, Any]) -> Claim:
+    return (str(meta.get("creationTimestamp", "")), str(meta.get("name", "")), str(meta.get("uid", "")))
+
+
+def prior_claims(mine: Claim, claims: Iterable[Claim], namespace: str) -> tuple[str, ...]:
+    """The other integrations (``ns/name``) whose claim on a Deployment wins over ``mine``: the
+    older one, by creationTimestamp and then by name, keeps it; the newer one is Invalid."""
+    created, name, uid = mine
+    return tuple(
+        sorted(
+            f"{namespace}/{other}"
+            for other_created, other, other_uid in claims
+            if not (uid and other_uid == uid) and other != name and (other_created, other) < (created, name)
+        )
+    )
+
 
 @dataclass(frozen=True)
 class Problem:

@@ -36,7 +36,7 @@ from ..models import (
     Transition,
 )
 from ..ports import MISSING, DeploymentObservation, Event, GateMode, GateReport, Observation
-from ..validation import parse_spec
+from ..validation import Claim, claim_of, parse_spec, prior_claims
 from .view import WaitView, waiting_for
 
 __all__ = ["Plan", "Scaling", "claims_of", "gate_report_from_status", "make_plan", "parse_status"]
@@ -135,27 +135,21 @@ def parse_status(raw: Any) -> JeffreyIntegrationStatus:
 
 
 def claims_of(body: Mapping[str, Any], others: Sequence[Mapping[str, Any]]) -> dict[str, tuple[str, ...]]:
-    """Deployment → the other integrations of the namespace that listed it first (the operator's
-    claims index: the older claim, by creationTimestamp then name, wins)."""
+    """Deployment → the other integrations of the namespace whose claim wins over this one
+    (the operator's rule: :func:`jeffrey_operator.validation.prior_claims`)."""
     meta = body.get("metadata") or {}
-    mine = (str(meta.get("creationTimestamp", "")), str(meta.get("name", "")))
-    uid = str(meta.get("uid", ""))
-    out: dict[str, list[str]] = {}
+    namespace = str(meta.get("namespace", ""))
+    claims: dict[str, list[Claim]] = {}
     for other in others:
-        ometa = other.get("metadata") or {}
-        if str(ometa.get("uid", "")) == uid and uid:
-            continue
-        if ometa.get("name") == meta.get("name"):
-            continue
-        theirs = (str(ometa.get("creationTimestamp", "")), str(ometa.get("name", "")))
-        if theirs >= mine:
-            continue
+        claim = claim_of(other.get("metadata") or {})
         for level in (other.get("spec") or {}).get("levels") or []:
             for module in (level or {}).get("modules") or []:
                 deployment = (module or {}).get("deployment")
                 if isinstance(deployment, str):
-                    out.setdefault(deployment, []).append(f"{ometa.get('namespace', '')}/{theirs[1]}")
-    return {k: tuple(sorted(v)) for k, v in out.items()}
+                    claims.setdefault(deployment, []).append(claim)
+    mine = claim_of(meta)
+    out = {deployment: prior_claims(mine, found, namespace) for deployment, found in claims.items()}
+    return {deployment: names for deployment, names in out.items() if names}
 
 
 def gate_report_from_status(
