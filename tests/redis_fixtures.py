@@ -26,10 +26,14 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from jeffrey_operator.state import RedisStateStore
 
 __all__ = [
     "RedisServer",
@@ -251,3 +255,13 @@ def redis_server_with_unix_socket(tmp_path: Path) -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop(kill=True)
+
+
+@pytest.fixture(name="store")
+async def store_fixture(redis_server: RedisServer) -> AsyncIterator[RedisStateStore]:
+    """A :class:`RedisStateStore` on ``redis_server``, closed after the test."""
+    from jeffrey_operator.state import RedisStateStore
+
+    s = RedisStateStore.from_settings(redis_server.url, redis_server.password)
+    yield s
+    await s.aclose()

@@ -28,11 +28,6 @@ NS, NAME = "team-a", "jeffrey"
 KEYS = StateKeys.of("jeffrey", NS, NAME)
 
 
-@pytest.fixture
-async def store(redis_server: RedisServer) -> AsyncIterator[RedisStateStore]:
-    s = RedisStateStore.from_settings(redis_server.url, None)
-    yield s
-    await s.aclose()
 
 
 @pytest.fixture

@@ -41,11 +41,6 @@ NS, NAME = "jeffrey-system", "jeffrey"
 KEYS = StateKeys.of("jeffrey", NS, NAME)
 
 
-@pytest.fixture
-async def store(redis_server: RedisServer) -> AsyncIterator[RedisStateStore]:
-    s = RedisStateStore.from_settings(redis_server.url, redis_server.password)
-    yield s
-    await s.aclose()
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -26,11 +25,6 @@ NS, NAME = "jeffrey", "bus-test"
 KEYS = StateKeys.of("jeffrey", NS, NAME)
 
 
-@pytest.fixture
-async def store(redis_server: RedisServer) -> AsyncIterator[RedisStateStore]:
-    s = RedisStateStore.from_settings(redis_server.url, None)
-    yield s
-    await s.aclose()
 
 
 async def drain(bucket: TokenBucket) -> None:
