@@ -79,13 +79,11 @@ class Kube:
             return
         import kubernetes
 
-        try:
-            if os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get("KUBECONFIG"):
-                kubernetes.config.load_incluster_config()
-            else:
-                kubernetes.config.load_kube_config()
-        except Exception:
+        if os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get("KUBECONFIG"):
             kubernetes.config.load_incluster_config()
+        else:
+            # KUBECONFIG as it is now (the client reads it only once, at import time).
+            kubernetes.config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
         self._client = kubernetes.client.ApiClient()
 
     @property
