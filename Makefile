@@ -17,21 +17,25 @@ test: deps lint pytest ## Everything CI runs: install, lint, the whole test suit
 pytest: ## The test suite only (PYTEST_ARGS=... to pass options)
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
 
-lint: ## ruff and mypy --strict
-	$(PYTHON) -m ruff check operator tests bench
+SRC := operator tools tests bench
+
+lint: ## ruff (lint + format check), mypy --strict, import-linter (the layers)
+	$(PYTHON) -m ruff check $(SRC)
+	$(PYTHON) -m ruff format --check $(SRC)
 	$(PYTHON) -m mypy
+	lint-imports
 
 fmt: ## ruff format + autofix
-	$(PYTHON) -m ruff format operator tests bench
-	$(PYTHON) -m ruff check --fix operator tests bench
+	$(PYTHON) -m ruff check --fix $(SRC)
+	$(PYTHON) -m ruff format $(SRC)
 
 crds: ## Regenerate the CRD from the pydantic models (and the chart's copy)
-	PYTHONPATH=operator $(PYTHON) -m jeffrey_operator.crdgen > $(CRD)
+	PYTHONPATH=operator $(PYTHON) -m jeffrey_operator.core.crdgen > $(CRD)
 	cp $(CRD) charts/jeffrey-operator/crds/
 
 demo: ## The playground: the whole system on this machine, no cluster needed
 	@bash hack/bootstrap.sh --runtime
-	$(PYTHON) -m jeffrey_operator.cli playground $(if $(CI),--non-interactive,)
+	$(PYTHON) -m jeffrey_operator.runtime.cli playground $(if $(CI),--non-interactive,)
 
 run: ## Run the operator against the current kube context
 	jeffrey-operator run

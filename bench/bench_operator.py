@@ -29,16 +29,16 @@ from typing import Any
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "operator"), str(ROOT / "tests")]
 
-from jeffrey_operator.app import BackgroundOperator, build_context  # noqa: E402
-from jeffrey_operator.kube import Kube  # noqa: E402
-from jeffrey_operator.ports import NoGates, NoStateStore  # noqa: E402
-from jeffrey_operator.settings import OperatorSettings  # noqa: E402
+from jeffrey_operator.adapters.kube import Kube  # noqa: E402
+from jeffrey_operator.core.ports import NoGates, NoStateStore  # noqa: E402
+from jeffrey_operator.runtime.app import BackgroundOperator, build_context  # noqa: E402
+from jeffrey_operator.runtime.settings import OperatorSettings  # noqa: E402
 
 LEVELS = ["CORE", "COGNITIVE", "EMOTIONAL", "CONSCIOUS", "LOOPS", "PRODUCTION"]
 
 EMULATOR_MAIN = """
 import sys, time, json
-from jeffrey_operator.emulator import BackgroundEmulator, load_crds
+from jeffrey_emulator import BackgroundEmulator, load_crds
 emu = BackgroundEmulator(crds=load_crds(sys.argv[1]), history_size=200000).start()
 print(json.dumps({"url": emu.url, "token": emu.token}), flush=True)
 while True:
@@ -228,8 +228,8 @@ def bench_many(emu: RemoteEmulator, count: int) -> None:
 
 
 def bench_rollback(runs: int) -> None:
-    from jeffrey_operator.emulator import BackgroundEmulator, load_crds
-    from jeffrey_operator.gates.source import PrometheusGates
+    from jeffrey_emulator import BackgroundEmulator, load_crds
+    from jeffrey_operator.adapters.prometheus.gates import PrometheusGates
     from prom_fixtures import PrometheusServer, SimulatorFleet, find_prometheus
 
     binary = find_prometheus()

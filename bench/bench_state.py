@@ -26,7 +26,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "operator"), str(ROOT / "tests")]
 
-from jeffrey_operator.state import RedisStateStore, StateClient, TokenBucket  # noqa: E402
+from jeffrey_operator.adapters.redis import RedisStateStore  # noqa: E402
+from jeffrey_operator.sdk import StateClient, TokenBucket  # noqa: E402
 from redis_fixtures import running_redis  # noqa: E402
 from state_timeline import status_at  # noqa: E402
 

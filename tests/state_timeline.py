@@ -3,7 +3,7 @@ operator's status says after transition ``seq`` (keeping the last ``keep`` trans
 
 from __future__ import annotations
 
-from jeffrey_operator.models import TRANSITIONS_KEPT, JeffreyIntegrationStatus, Level, Phase, Transition
+from jeffrey_operator.core.models import TRANSITIONS_KEPT, JeffreyIntegrationStatus, Level, Phase, Transition
 
 _PHASES = (Phase.PROMOTING, Phase.VALIDATING, Phase.COOLING_DOWN)
 

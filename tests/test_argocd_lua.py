@@ -267,7 +267,7 @@ def test_unknown_phase(argo: ArgoLua) -> None:
 
 def test_every_phase_of_the_model_is_handled(argo: ArgoLua) -> None:
     """A phase added to the models without a health rule would show as Unknown in Argo CD."""
-    models = pytest.importorskip("jeffrey_operator.models")
+    models = pytest.importorskip("jeffrey_operator.core.models")
     for phase in models.Phase:
         status, _ = health(argo, integration(phase.value))
         assert status != "Unknown", phase

@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
-from jeffrey_operator.cli import _parser, main, settings_from_args
-from jeffrey_operator.durations import DurationError, format_duration, parse_duration
-from jeffrey_operator.settings import OperatorSettings, SettingsError
+from jeffrey_operator.core.durations import DurationError, format_duration, parse_duration
+from jeffrey_operator.runtime.cli import _parser, main, settings_from_args
+from jeffrey_operator.runtime.settings import OperatorSettings, SettingsError
 
 
 def settings(*argv: str, env: dict[str, str] | None = None) -> OperatorSettings:
@@ -18,7 +18,7 @@ def settings(*argv: str, env: dict[str, str] | None = None) -> OperatorSettings:
 
 def test_run_help_explains_every_flag() -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "jeffrey_operator.cli", "run", "--help"],
+        [sys.executable, "-m", "jeffrey_operator.runtime.cli", "run", "--help"],
         capture_output=True,
         text=True,
         check=True,
@@ -110,7 +110,7 @@ def test_format_duration(seconds: float, text: str) -> None:
 def test_wakeup_handlers_do_not_flood_the_log() -> None:
     import logging
 
-    from jeffrey_operator.handlers import QuietWakeups
+    from jeffrey_operator.runtime.handlers import QuietWakeups
 
     def record(level: int, msg: str) -> logging.LogRecord:
         return logging.LogRecord("kopf.objects", level, __file__, 1, msg, None, None)

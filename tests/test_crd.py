@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
-from jeffrey_operator import crdgen
-from jeffrey_operator.models import JeffreyIntegrationSpec
+from jeffrey_operator.core import crdgen
+from jeffrey_operator.core.models import JeffreyIntegrationSpec
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CRD_PATH = ROOT / "crds" / crdgen.CRD_FILENAME

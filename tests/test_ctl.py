@@ -26,19 +26,13 @@ import yaml
 
 import jeffrey_operator.ctl.main as ctl_main_module
 from engine_world import T0, World
-from jeffrey_operator.app import BackgroundOperator, build_context
-from jeffrey_operator.crdgen import crd
-from jeffrey_operator.ctl.main import build_parser, cmd_status, main
-from jeffrey_operator.ctl.plan import gate_report_from_status, make_plan
-from jeffrey_operator.ctl.render import format_age, format_number, render_status
-from jeffrey_operator.ctl.steer import argocd_tracking, steer
-from jeffrey_operator.ctl.view import build_view
-from jeffrey_operator.emulator import BackgroundEmulator, Emulator, deployment_manifest
-from jeffrey_operator.engine import decide_invalid
-from jeffrey_operator.gates.defaults import gates_for
-from jeffrey_operator.gates.evaluate import QueryOutcome, Series, evaluate
-from jeffrey_operator.kube import Kube
-from jeffrey_operator.models import (
+from jeffrey_emulator import BackgroundEmulator, Emulator, deployment_manifest
+from jeffrey_operator.adapters.kube import Kube
+from jeffrey_operator.core.crdgen import crd
+from jeffrey_operator.core.engine import decide_invalid
+from jeffrey_operator.core.gates.defaults import gates_for
+from jeffrey_operator.core.gates.evaluate import QueryOutcome, Series, evaluate
+from jeffrey_operator.core.models import (
     RETRY_ANNOTATION,
     GateResult,
     GateStatus,
@@ -47,10 +41,16 @@ from jeffrey_operator.models import (
     Level,
     Phase,
 )
-from jeffrey_operator.ports import GateContext, GateReport, GateVerdict
-from jeffrey_operator.settings import OperatorSettings
-from jeffrey_operator.timestamps import format_time
-from jeffrey_operator.validation import Problem
+from jeffrey_operator.core.ports import GateContext, GateReport, GateVerdict
+from jeffrey_operator.core.timestamps import format_time
+from jeffrey_operator.core.validation import Problem
+from jeffrey_operator.ctl.main import build_parser, cmd_status, main
+from jeffrey_operator.ctl.plan import gate_report_from_status, make_plan
+from jeffrey_operator.ctl.render import format_age, format_number, render_status
+from jeffrey_operator.ctl.steer import argocd_tracking, steer
+from jeffrey_operator.ctl.view import build_view
+from jeffrey_operator.runtime.app import BackgroundOperator, build_context
+from jeffrey_operator.runtime.settings import OperatorSettings
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 WATCHED = "jeffrey"
@@ -1011,7 +1011,7 @@ def test_watch_refreshes_in_place_on_a_terminal_and_stops_on_ctrl_c(cluster: Clu
 def test_history_from_redis_newest_first(cluster: Cluster, tmp_path: pathlib.Path) -> None:
     import asyncio
 
-    from jeffrey_operator.state import RedisStateStore
+    from jeffrey_operator.adapters.redis import RedisStateStore
     from redis_fixtures import RedisServer, _require_binary
 
     server = RedisServer(_require_binary(), tmp_path / "redis")

@@ -1,4 +1,4 @@
-"""Tests of the emulated Kubernetes API (jeffrey_operator.emulator): protocol-level semantics over
+"""Tests of the emulated Kubernetes API (jeffrey_emulator): protocol-level semantics over
 HTTP, the direct store API, the simulated Deployment controller, the ``kubernetes`` sync client,
 and kopf running a small operator against it."""
 
@@ -33,15 +33,15 @@ from emulator_fixtures import (  # noqa: F401  # the *_fixture imports register 
     run_kopf,
     threaded_emulator_fixture,
 )
-from jeffrey_operator.emulator import (
+from jeffrey_emulator import (
     BackgroundEmulator,
     DeploymentBehaviour,
     Emulator,
     deployment_manifest,
     load_crds,
 )
-from jeffrey_operator.emulator.patches import apply_json_patch, apply_merge_patch
-from jeffrey_operator.emulator.selectors import parse_field_selector, parse_label_selector
+from jeffrey_emulator.patches import apply_json_patch, apply_merge_patch
+from jeffrey_emulator.selectors import parse_field_selector, parse_label_selector
 
 JI = "/apis/jeffreyos.io/v1alpha1/namespaces/default/jeffreyintegrations"
 CM = "/api/v1/namespaces/default/configmaps"

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from engine_world import T0, World
-from jeffrey_operator import conditions as c
-from jeffrey_operator.engine import ceiling, decide, decide_invalid, desired_replicas, gate_mode
-from jeffrey_operator.models import (
+from jeffrey_operator.core import conditions as c
+from jeffrey_operator.core.engine import ceiling, decide, decide_invalid, desired_replicas, gate_mode
+from jeffrey_operator.core.models import (
     GateResult,
     GateStatus,
     JeffreyIntegrationStatus,
@@ -19,8 +19,8 @@ from jeffrey_operator.models import (
     ModuleState,
     Phase,
 )
-from jeffrey_operator.ports import GateMode, GateReport, GateVerdict
-from jeffrey_operator.validation import parse_spec
+from jeffrey_operator.core.ports import GateMode, GateReport, GateVerdict
+from jeffrey_operator.core.validation import parse_spec
 
 FULL: dict[str, Any] = {
     "targetLevel": "PRODUCTION",
@@ -581,6 +581,6 @@ def test_times_are_rfc3339_with_milliseconds() -> None:
 def test_the_older_claim_on_a_deployment_wins(
     mine: tuple[str, str, str], claims: list[tuple[str, str, str]], expected: tuple[str, ...]
 ) -> None:
-    from jeffrey_operator.validation import prior_claims
+    from jeffrey_operator.core.validation import prior_claims
 
     assert prior_claims(mine, claims, "ns") == expected

@@ -1,4 +1,4 @@
-"""Pure tables for gate judging (jeffrey_operator.gates.evaluate): no network, fake ``now``."""
+"""Pure tables for gate judging (jeffrey_operator.core.gates.evaluate): no network, fake ``now``."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from collections.abc import Sequence
 
 import pytest
 
-from jeffrey_operator.gates.defaults import DEFAULT_GATE_NAMES, default_gates, gates_for
-from jeffrey_operator.gates.evaluate import (
+from jeffrey_operator.core.gates.defaults import DEFAULT_GATE_NAMES, default_gates, gates_for
+from jeffrey_operator.core.gates.evaluate import (
     QueryOutcome,
     Series,
     breached_threshold,
@@ -19,7 +19,7 @@ from jeffrey_operator.gates.evaluate import (
     judge_gate,
     parse_time,
 )
-from jeffrey_operator.models import (
+from jeffrey_operator.core.models import (
     DefaultGateOverrides,
     GateResult,
     GateSpec,
@@ -29,7 +29,7 @@ from jeffrey_operator.models import (
     Level,
     OnNoData,
 )
-from jeffrey_operator.ports import GateMode, GateReport, GateVerdict
+from jeffrey_operator.core.ports import GateMode, GateReport, GateVerdict
 
 T0 = datetime.datetime(2026, 1, 1, 12, 0, 0, tzinfo=datetime.UTC)
 

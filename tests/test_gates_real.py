@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from jeffrey_operator.gates.evaluate import parse_time
-from jeffrey_operator.gates.prometheus import BreakerPolicy, PrometheusClient, RetryPolicy
-from jeffrey_operator.gates.source import PrometheusGates
-from jeffrey_operator.models import GateResult, GateStatus, JeffreyIntegrationSpec, Level
-from jeffrey_operator.ports import GateContext, GateMode, GateReport, GateVerdict
+from jeffrey_operator.adapters.prometheus.client import BreakerPolicy, PrometheusClient, RetryPolicy
+from jeffrey_operator.adapters.prometheus.gates import PrometheusGates
+from jeffrey_operator.core.gates.evaluate import parse_time
+from jeffrey_operator.core.models import GateResult, GateStatus, JeffreyIntegrationSpec, Level
+from jeffrey_operator.core.ports import GateContext, GateMode, GateReport, GateVerdict
 
 if TYPE_CHECKING:
     from prom_fixtures import PrometheusServer, SimulatorFleet

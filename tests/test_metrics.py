@@ -1,4 +1,4 @@
-"""The operator's own metrics (jeffrey_operator.metrics): values, label hygiene, serving."""
+"""The operator's own metrics (jeffrey_operator.adapters.telemetry): values, label hygiene, serving."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import datetime
 import math
 import urllib.request
 
-from jeffrey_operator import metrics
-from jeffrey_operator.engine import Decision
-from jeffrey_operator.models import (
+from jeffrey_operator.adapters import telemetry as metrics
+from jeffrey_operator.core.engine import Decision
+from jeffrey_operator.core.models import (
     GateResult,
     GateStatus,
     JeffreyIntegrationStatus,

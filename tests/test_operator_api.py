@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from jeffrey_operator.emulator import deployment_manifest
-from jeffrey_operator.models import RETRY_ANNOTATION
+from jeffrey_emulator import deployment_manifest
+from jeffrey_operator.core.models import RETRY_ANNOTATION
 from operator_fixtures import FAST, Cluster, example, wait_for
 
 LEVELS = ["CORE", "COGNITIVE", "EMOTIONAL", "CONSCIOUS", "LOOPS", "PRODUCTION"]
@@ -145,7 +145,7 @@ def test_operator_killed_mid_climb_resumes_without_repeating(cluster: Cluster) -
     ],
 )
 def test_the_schema_rejects_what_it_can(cluster: Cluster, mutate: Any, message: str) -> None:
-    from jeffrey_operator.emulator import ApiError
+    from jeffrey_emulator import ApiError
 
     ji = example()
     ji["spec"]["promotion"] = dict(FAST)

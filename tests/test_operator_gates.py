@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from jeffrey_operator.emulator import deployment_manifest
-from jeffrey_operator.gates.source import PrometheusGates
+from jeffrey_emulator import deployment_manifest
+from jeffrey_operator.adapters.prometheus.gates import PrometheusGates
 from operator_fixtures import Cluster, wait_for
 from prom_fixtures import PrometheusServer, SimulatorFleet
 

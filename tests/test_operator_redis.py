@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from jeffrey_operator.state import HistoryEntry, LevelState, RedisStateStore, StateClient
+from jeffrey_operator.adapters.redis import RedisStateStore
+from jeffrey_operator.sdk import HistoryEntry, LevelState, StateClient
 from operator_fixtures import FAST, Cluster, wait_for
 from redis_fixtures import RedisServer
 

@@ -18,19 +18,19 @@ from pathlib import Path
 
 import pytest
 
-from jeffrey_operator.crdgen import crd
-from jeffrey_operator.models import JeffreyIntegrationSpec
-from jeffrey_operator.playground import (
+from jeffrey_operator.core.crdgen import crd
+from jeffrey_operator.core.models import JeffreyIntegrationSpec
+from jeffrey_playground.main import (
     FALLBACK_LEVELS,
     PlaygroundOptions,
     demo_spec,
     render_compact,
     run,
 )
-from jeffrey_operator.playground_services import ManagedProcess, find_binary
+from jeffrey_playground.services import ManagedProcess, find_binary
 
 REQUIRE_ALL = os.environ.get("JEFFREY_REQUIRE_ALL") == "1"
-COMMAND = [sys.executable, "-m", "jeffrey_operator.cli", "playground", "--non-interactive"]
+COMMAND = [sys.executable, "-m", "jeffrey_operator.runtime.cli", "playground", "--non-interactive"]
 
 
 def require(name: str, env: str) -> str:

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from aiohttp import web
 
-from jeffrey_operator import metrics
-from jeffrey_operator.gates.prometheus import (
+from jeffrey_operator.adapters import telemetry as metrics
+from jeffrey_operator.adapters.prometheus.client import (
     BadQuery,
     BreakerPolicy,
     BreakerState,
@@ -32,13 +32,12 @@ from jeffrey_operator.gates.prometheus import (
     Unreachable,
     parse_response,
 )
-from jeffrey_operator.gates.source import PrometheusGates
-from jeffrey_operator.models import GateResult, JeffreyIntegrationSpec, Level
-from jeffrey_operator.ports import GateContext, GateMode, GateVerdict
+from jeffrey_operator.adapters.prometheus.gates import PrometheusGates
+from jeffrey_operator.core.models import GateResult, JeffreyIntegrationSpec, Level
+from jeffrey_operator.core.ports import GateContext, GateMode, GateVerdict
 
 if TYPE_CHECKING:
     from prom_fixtures import PrometheusServer, Simulator, SimulatorFleet
-
 
 
 def free_port() -> int:

@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import redis.asyncio as aioredis
 
-from jeffrey_operator.models import Level, Phase
-from jeffrey_operator.ports import StateStoreUnavailable
-from jeffrey_operator.state import LevelState, RedisStateStore, StateClient, StateKeys
+from jeffrey_operator.adapters.redis import RedisStateStore
+from jeffrey_operator.core.models import Level, Phase
+from jeffrey_operator.core.ports import StateStoreUnavailable
+from jeffrey_operator.sdk import LevelState, StateClient, StateKeys
 from state_timeline import status_at
 
 if TYPE_CHECKING:
@@ -26,8 +27,6 @@ Raw = Any
 
 NS, NAME = "team-a", "jeffrey"
 KEYS = StateKeys.of("jeffrey", NS, NAME)
-
-
 
 
 @pytest.fixture

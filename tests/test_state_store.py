@@ -15,19 +15,12 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from jeffrey_operator.models import Level, Phase
-from jeffrey_operator.ports import StateStorePort, StateStoreUnavailable
-from jeffrey_operator.state import (
-    CircuitBreaker,
-    RedisStateStore,
-    RetryPolicy,
-    StaleWrite,
-    StateKeys,
-    StateSnapshot,
-    redact_url,
-)
-from jeffrey_operator.state.connection import open_redis
-from jeffrey_operator.state.resilience import backoff_delay
+from jeffrey_operator.adapters.redis import RedisStateStore, StaleWrite
+from jeffrey_operator.adapters.redis.connection import open_redis
+from jeffrey_operator.adapters.resilience import CircuitBreaker, RetryPolicy, backoff_delay
+from jeffrey_operator.core.models import Level, Phase
+from jeffrey_operator.core.ports import StateStorePort, StateStoreUnavailable
+from jeffrey_operator.sdk import StateKeys, StateSnapshot, redact_url
 from state_timeline import status_at
 
 if TYPE_CHECKING:
@@ -39,8 +32,6 @@ Raw = Any
 
 NS, NAME = "jeffrey-system", "jeffrey"
 KEYS = StateKeys.of("jeffrey", NS, NAME)
-
-
 
 
 @pytest.fixture

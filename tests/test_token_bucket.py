@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import redis.asyncio as aioredis
 
-from jeffrey_operator.ports import StateStoreUnavailable
-from jeffrey_operator.state import RedisStateStore, StateClient, StateKeys, TokenBucket
+from jeffrey_operator.adapters.redis import RedisStateStore
+from jeffrey_operator.core.ports import StateStoreUnavailable
+from jeffrey_operator.sdk import StateClient, StateKeys, TokenBucket
 from state_timeline import status_at
 
 if TYPE_CHECKING:
@@ -23,8 +24,6 @@ Raw = Any
 
 NS, NAME = "jeffrey", "bus-test"
 KEYS = StateKeys.of("jeffrey", NS, NAME)
-
-
 
 
 async def drain(bucket: TokenBucket) -> None:

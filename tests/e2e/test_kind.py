@@ -15,8 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
-
-from .conftest import ROOT, Kube, wait_for
+from tests.e2e.conftest import ROOT, Kube, wait_for
 
 pytestmark = pytest.mark.e2e
 

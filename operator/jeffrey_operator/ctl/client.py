@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from ..models import GROUP, PLURAL, VERSION
+from jeffrey_operator.core.models import GROUP, PLURAL, VERSION
 
 __all__ = ["Cluster", "CtlError", "connect", "kubeconfig_path"]
 

@@ -1,6 +1,6 @@
 """``jeffreyctl history``: the transitions, newest first.
 
-From the Redis history stream (through the module SDK, :class:`~jeffrey_operator.state.StateClient`)
+From the Redis history stream (through the module SDK, :class:`~jeffrey_operator.sdk.StateClient`)
 when a Redis URL is configured (``--redis-url`` or ``JEFFREY_REDIS_URL``; password from
 ``JEFFREY_REDIS_PASSWORD``), otherwise from ``status.transitions`` (the last 50).
 """
@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from ..state.schema import HistoryEntry
-from ..timestamps import format_time
-from .plan import parse_status
-from .render import HistoryRow
+from jeffrey_operator.core.state_schema import HistoryEntry
+from jeffrey_operator.core.timestamps import format_time
+from jeffrey_operator.ctl.plan import parse_status
+from jeffrey_operator.ctl.render import HistoryRow
 
 __all__ = ["redis_history", "rows_from_entries", "rows_from_status"]
 
@@ -21,7 +21,7 @@ __all__ = ["redis_history", "rows_from_entries", "rows_from_status"]
 async def _read(
     url: str, password: str | None, *, key_prefix: str, namespace: str, name: str, count: int
 ) -> list[HistoryEntry]:
-    from ..state import StateClient
+    from jeffrey_operator.sdk import StateClient
 
     async with StateClient(url, namespace, name, password=password, key_prefix=key_prefix) as client:
         return await client.history(count)
@@ -31,7 +31,7 @@ def redis_history(
     url: str, password: str | None, *, key_prefix: str, namespace: str, name: str, count: int = 200
 ) -> list[HistoryRow]:
     """The Redis history, newest first; raises
-    :class:`~jeffrey_operator.ports.StateStoreUnavailable` when Redis cannot be reached."""
+    :class:`~jeffrey_operator.core.ports.StateStoreUnavailable` when Redis cannot be reached."""
     return rows_from_entries(
         asyncio.run(_read(url, password, key_prefix=key_prefix, namespace=namespace, name=name, count=count))
     )

@@ -22,12 +22,12 @@ from typing import Any, TextIO
 
 import yaml
 
-from .. import __version__
-from ..models import PLURAL, JeffreyIntegrationSpec
-from .client import Cluster, CtlError, connect
-from .plan import claims_of, make_plan, parse_status
-from .render import HistoryRow, render_history, render_plan, render_table, render_view
-from .view import StatusView, build_view
+from jeffrey_operator import __version__
+from jeffrey_operator.core.models import PLURAL, JeffreyIntegrationSpec
+from jeffrey_operator.ctl.client import Cluster, CtlError, connect
+from jeffrey_operator.ctl.plan import claims_of, make_plan, parse_status
+from jeffrey_operator.ctl.render import HistoryRow, render_history, render_plan, render_table, render_view
+from jeffrey_operator.ctl.view import StatusView, build_view
 
 __all__ = ["main"]
 
@@ -172,7 +172,7 @@ def _now() -> datetime.datetime:
 
 def view_of(body: dict[str, Any], now: datetime.datetime) -> StatusView:
     """The view of a JeffreyIntegration as read from the API."""
-    from ..validation import parse_spec
+    from jeffrey_operator.core.validation import parse_spec
 
     meta = body.get("metadata") or {}
     parsed = parse_spec(body.get("spec") or {})
@@ -256,9 +256,9 @@ def cmd_status(s: Session, *, sleep: Callable[[float], None] = time.sleep, round
 
 
 def cmd_history(s: Session) -> int:
-    from ..ports import StateStoreUnavailable
-    from ..state.connection import redact_url
-    from .history import redis_history, rows_from_status
+    from jeffrey_operator.adapters.redis.connection import redact_url
+    from jeffrey_operator.core.ports import StateStoreUnavailable
+    from jeffrey_operator.ctl.history import redis_history, rows_from_status
 
     args = s.args
     url = args.redis_url or os.environ.get("JEFFREY_REDIS_URL", "")
@@ -317,7 +317,7 @@ def cmd_plan(s: Session) -> int:
 
 
 def cmd_steer(s: Session, action: str) -> int:
-    from .steer import argocd_tracking, argocd_warning, steer
+    from jeffrey_operator.ctl.steer import argocd_tracking, argocd_warning, steer
 
     namespace = s.namespace
     name = s.args.name

@@ -1,11 +1,11 @@
 """``jeffreyctl plan``: what the operator would do next and why. Pure.
 
-The plan runs the operator's own decision (:func:`jeffrey_operator.engine.decide`) on what is
+The plan runs the operator's own decision (:func:`jeffrey_operator.core.engine.decide`) on what is
 observed now: the object's spec, status, generation and ``jeffreyos.io/retry`` annotation, and
-its Deployments as read from the API (through :func:`jeffrey_operator.kube.observe_deployment`,
+its Deployments as read from the API (through :func:`jeffrey_operator.adapters.kube.observe_deployment`,
 the operator's own adapter). There is one difference, and the output says so: ``plan`` does not
 query Prometheus. The gate report is rebuilt from the last gate results the operator wrote to
-``status.gates`` (with the gate port's own :func:`~jeffrey_operator.gates.evaluate.summarize`).
+``status.gates`` (with the gate port's own :func:`~jeffrey_operator.core.gates.evaluate.summarize`).
 
 Worked example: status ``Validating LOOPS`` since 5 s, ``validationWindow: 3s``, every gate in
 status ``Pass``, every Deployment ready → the next phase is ``CoolingDown`` with ``currentLevel:
@@ -23,10 +23,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..engine import Decision, decide, decide_invalid, gate_mode
-from ..gates.evaluate import summarize
-from ..kube import merge_patch, observe_deployment
-from ..models import (
+from jeffrey_operator.adapters.kube import merge_patch, observe_deployment
+from jeffrey_operator.core.engine import Decision, decide, decide_invalid, gate_mode
+from jeffrey_operator.core.gates.evaluate import summarize
+from jeffrey_operator.core.models import (
     RETRY_ANNOTATION,
     ConditionStatus,
     JeffreyIntegrationSpec,
@@ -35,9 +35,16 @@ from ..models import (
     Phase,
     Transition,
 )
-from ..ports import MISSING, DeploymentObservation, Event, GateMode, GateReport, Observation
-from ..validation import Claim, claim_of, parse_spec, prior_claims
-from .view import WaitView, waiting_for
+from jeffrey_operator.core.ports import (
+    MISSING,
+    DeploymentObservation,
+    Event,
+    GateMode,
+    GateReport,
+    Observation,
+)
+from jeffrey_operator.core.validation import Claim, claim_of, parse_spec, prior_claims
+from jeffrey_operator.ctl.view import WaitView, waiting_for
 
 __all__ = ["Plan", "Scaling", "claims_of", "gate_report_from_status", "make_plan", "parse_status"]
 
@@ -136,7 +143,7 @@ def parse_status(raw: Any) -> JeffreyIntegrationStatus:
 
 def claims_of(body: Mapping[str, Any], others: Sequence[Mapping[str, Any]]) -> dict[str, tuple[str, ...]]:
     """Deployment → the other integrations of the namespace whose claim wins over this one
-    (the operator's rule: :func:`jeffrey_operator.validation.prior_claims`)."""
+    (the operator's rule: :func:`jeffrey_operator.core.validation.prior_claims`)."""
     meta = body.get("metadata") or {}
     namespace = str(meta.get("namespace", ""))
     claims: dict[str, list[Claim]] = {}

@@ -28,10 +28,10 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..models import JeffreyIntegrationSpec, JeffreyIntegrationStatus, Phase, Transition
-from ..timestamps import parse_time
-from .plan import Plan
-from .view import GateView, LevelView, ModuleView, StatusView, WaitView, build_view
+from jeffrey_operator.core.models import JeffreyIntegrationSpec, JeffreyIntegrationStatus, Phase, Transition
+from jeffrey_operator.core.timestamps import parse_time
+from jeffrey_operator.ctl.plan import Plan
+from jeffrey_operator.ctl.view import GateView, LevelView, ModuleView, StatusView, WaitView, build_view
 
 __all__ = [
     "HistoryRow",

@@ -20,9 +20,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ..models import RETRY_ANNOTATION, Phase
-from ..timestamps import format_time
-from .plan import parse_status
+from jeffrey_operator.core.models import RETRY_ANNOTATION, Phase
+from jeffrey_operator.core.timestamps import format_time
+from jeffrey_operator.ctl.plan import parse_status
 
 __all__ = [
     "ARGOCD_INSTANCE_LABEL",

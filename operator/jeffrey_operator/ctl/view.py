@@ -19,9 +19,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ..durations import DurationError, parse_duration
-from ..engine import effective_target
-from ..models import (
+from jeffrey_operator.core.durations import DurationError, parse_duration
+from jeffrey_operator.core.engine import effective_target
+from jeffrey_operator.core.models import (
     GateResult,
     GateStatus,
     JeffreyIntegrationSpec,
@@ -30,7 +30,7 @@ from ..models import (
     ModuleState,
     Phase,
 )
-from ..timestamps import parse_time
+from jeffrey_operator.core.timestamps import parse_time
 
 __all__ = [
     "GateView",

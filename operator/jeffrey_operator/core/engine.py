@@ -1,0 +1,711 @@
+"""The level ladder: a pure decision core.
+
+``decide(spec, status, observation, now)`` returns the next status, the Deployment scalings to
+make and the Events to emit. It reads no clock and touches no network, so tests drive it with a
+fake ``now``; the kopf daemon (:mod:`jeffrey_operator.runtime.reconciler`) observes, calls it, and acts.
+
+Everything is derived from spec + status + what is observed now (level-based), so the operator can
+be killed at any point and resume without repeating or skipping a transition.
+
+Worked example (zero windows, instant readiness), a spec with CORE and COGNITIVE, target COGNITIVE:
+
+1. status is empty → phase Promoting CORE, scale ``memory`` and ``neural-bus`` to their replicas.
+2. both report ready → Validating CORE; the validation window (0s) passes with the gates
+   passing → currentLevel CORE, CoolingDown; cooldown 0s → Promoting COGNITIVE, scale its modules.
+3. they report ready → Validating → currentLevel COGNITIVE = target → phase Stable, Ready=True.
+4. nothing changes → ``decide`` returns the same status and no action: the operator writes nothing.
+5. a gate breaches → RollingBack: COGNITIVE's Deployments to 0 (CORE untouched), then RolledBack,
+   holding until the generation changes, ``jeffreyos.io/retry`` gets a new value, or
+   ``rollback.autoRetryAfter`` elapses.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass, field
+
+from jeffrey_operator.core import conditions as c
+from jeffrey_operator.core.durations import parse_duration
+from jeffrey_operator.core.models import (
+    TRANSITIONS_KEPT,
+    Condition,
+    ConditionStatus,
+    GateResult,
+    GateStatus,
+    JeffreyIntegrationSpec,
+    JeffreyIntegrationStatus,
+    Level,
+    LevelSpec,
+    ModuleSpec,
+    ModuleState,
+    ModuleStatus,
+    Phase,
+    RollbackRecord,
+    Transition,
+)
+from jeffrey_operator.core.ports import (
+    MISSING,
+    DeploymentObservation,
+    Event,
+    GateMode,
+    GateReport,
+    GateVerdict,
+    Observation,
+)
+from jeffrey_operator.core.timestamps import format_time, parse_time
+from jeffrey_operator.core.validation import Problem, validate
+
+#: Safety valve for the in-memory step loop (each level needs at most a handful of steps).
+_MAX_STEPS = 64
+
+_RUNNING_PHASES = {Phase.PENDING, Phase.PROMOTING, Phase.VALIDATING, Phase.COOLING_DOWN}
+
+
+@dataclass(frozen=True)
+class ScaleAction:
+    """Set ``spec.replicas`` of one Deployment."""
+
+    deployment: str
+    replicas: int
+    level: Level
+
+
+@dataclass(frozen=True)
+class Decision:
+    status: JeffreyIntegrationStatus
+    actions: tuple[ScaleAction, ...] = ()
+    events: tuple[Event, ...] = ()
+    #: Seconds until a deadline (timeout, window, cooldown, auto-retry) needs another look;
+    #: None when only a change (of the object, a Deployment, the gates) can move things on.
+    requeue_after: float | None = None
+
+
+# ------------------------------------------------------------------------------------ time helpers
+
+
+# ------------------------------------------------------------------------------------ ladder views
+
+
+def defined_levels(spec: JeffreyIntegrationSpec) -> list[LevelSpec]:
+    """The spec's levels, lowest first."""
+    return sorted(spec.levels, key=lambda ls: ls.level.rank)
+
+
+def effective_target(spec: JeffreyIntegrationSpec) -> Level | None:
+    """The highest defined level at or below ``targetLevel``."""
+    below = [ls.level for ls in spec.levels if ls.level.rank <= spec.target_level.rank]
+    return max(below, key=lambda lv: lv.rank) if below else None
+
+
+def next_level(spec: JeffreyIntegrationSpec, current: Level | None, target: Level) -> Level | None:
+    """The next defined level above ``current`` and at most ``target``."""
+    for ls in defined_levels(spec):
+        above = current is None or ls.level.rank > current.rank
+        if above and ls.level.rank <= target.rank:
+            return ls.level
+    return None
+
+
+def previous_level(spec: JeffreyIntegrationSpec, level: Level) -> Level | None:
+    """The highest defined level below ``level``."""
+    below = [ls.level for ls in defined_levels(spec) if ls.level.rank < level.rank]
+    return below[-1] if below else None
+
+
+def ceiling(status: JeffreyIntegrationStatus) -> Level | None:
+    """The highest level whose modules should be running in this phase.
+
+    Promoting/Validating L: L. Rolling back or rolled back: CORE (never scaled down by a
+    rollback). Otherwise: the current level (during a demotion ``currentLevel`` has already moved
+    below the level being drained).
+    """
+    if status.phase in (Phase.PROMOTING, Phase.VALIDATING):
+        return status.active_level
+    if status.phase in (Phase.ROLLING_BACK, Phase.ROLLED_BACK):
+        return Level.CORE
+    return status.current_level
+
+
+def gate_mode(status: JeffreyIntegrationStatus) -> tuple[GateMode, Level | None]:
+    """Which gates apply now, and the level they judge (input to the gate port)."""
+    if status.phase in (Phase.PROMOTING, Phase.VALIDATING, Phase.COOLING_DOWN):
+        return GateMode.PROMOTION, status.active_level or status.current_level
+    if status.phase == Phase.PENDING:
+        return GateMode.PROMOTION, status.current_level
+    if status.phase == Phase.STABLE:
+        return GateMode.CONTINUOUS, status.current_level
+    return GateMode.NONE, status.current_level
+
+
+# ------------------------------------------------------------------------------------------ engine
+
+
+@dataclass
+class _Step:
+    """Mutable scratch state of one ``decide`` call."""
+
+    spec: JeffreyIntegrationSpec
+    obs: Observation
+    now: datetime.datetime
+    status: JeffreyIntegrationStatus
+    events: list[Event] = field(default_factory=list)
+    deadlines: list[float] = field(default_factory=list)
+    #: The gate mode and level the observed gate report was evaluated for.
+    gates_for: tuple[GateMode, Level | None] = (GateMode.NONE, None)
+
+    @property
+    def stamp(self) -> str:
+        return format_time(self.now)
+
+    def elapsed(self, since: str) -> float:
+        start = parse_time(since)
+        return 0.0 if start is None else (self.now - start).total_seconds()
+
+    def wait_until(self, since: str, seconds: float) -> bool:
+        """True while ``seconds`` have not yet passed since ``since``; records the deadline."""
+        remaining = seconds - self.elapsed(since)
+        if remaining > 0:
+            self.deadlines.append(remaining)
+            return True
+        return False
+
+    def move(
+        self,
+        phase: Phase,
+        reason: str,
+        message: str,
+        *,
+        current: Level | str | None = "keep",
+        active: Level | str | None = "keep",
+        event_type: str = "Normal",
+        level_started: bool = False,
+    ) -> None:
+        """Change phase (and levels), record a transition and an Event when anything changed."""
+        st = self.status
+        new_current = st.current_level if current == "keep" else current
+        new_active = st.active_level if active == "keep" else active
+        assert new_current is None or isinstance(new_current, Level)
+        assert new_active is None or isinstance(new_active, Level)
+        changed = (st.phase, st.current_level, st.active_level) != (phase, new_current, new_active)
+        if not changed and (st.reason, st.message) == (reason, message):
+            return
+        update: dict[str, object] = {
+            "phase": phase,
+            "reason": reason,
+            "message": message,
+            "current_level": new_current,
+            "active_level": new_active,
+        }
+        if changed:
+            update["phase_since"] = self.stamp
+        if level_started:
+            update["level_started_at"] = self.stamp
+        if changed:
+            seq = st.transition_seq + 1
+            transition = Transition(
+                seq=seq,
+                time=self.stamp,
+                from_level=st.current_level,
+                to_level=new_current,
+                phase=phase,
+                reason=reason,
+                message=message,
+            )
+            update["transition_seq"] = seq
+            update["transitions"] = [*st.transitions, transition][-TRANSITIONS_KEPT:]
+        if changed or st.reason != reason or phase == Phase.INVALID:
+            self.events.append(Event("Warning" if event_type == "Warning" else "Normal", reason, message))
+        self.status = st.model_copy(update=update)
+
+
+def decide(
+    spec: JeffreyIntegrationSpec,
+    status: JeffreyIntegrationStatus,
+    obs: Observation,
+    now: datetime.datetime,
+) -> Decision:
+    """The next status, scalings and Events for one integration. Pure."""
+    step = _Step(
+        spec=spec, obs=obs, now=now, status=status.model_copy(deep=True), gates_for=gate_mode(status)
+    )
+    step.status.target_level = spec.target_level
+    step.status.observed_generation = obs.generation
+
+    problems = validate(spec, obs.deployments)
+    if problems:
+        return _invalid(step, problems)
+
+    if spec.paused:
+        step.move(Phase.PAUSED, c.PAUSED, "paused by spec.paused: no promotion, demotion or rollback")
+        return _finish(step, act=False)
+
+    if step.status.phase in (Phase.INVALID, Phase.PAUSED):
+        # Resume from status: the validated level is kept; the step in flight starts over.
+        step.move(Phase.PENDING, c.PROMOTING, "resuming", active=None)
+
+    for _ in range(_MAX_STEPS):
+        before = step.status
+        _advance(step)
+        if step.status is before:
+            break
+    return _finish(step, act=True)
+
+
+def decide_invalid(
+    status: JeffreyIntegrationStatus, problems: list[Problem], generation: int, now: datetime.datetime
+) -> Decision:
+    """For a spec that does not even parse: ``Invalid``, no action."""
+    placeholder = JeffreyIntegrationSpec.model_construct(levels=[])
+    step = _Step(
+        spec=placeholder,
+        obs=Observation(generation=generation, deployments={}),
+        now=now,
+        status=status.model_copy(deep=True),
+    )
+    step.status.observed_generation = generation
+    return _invalid(step, problems, modules=False)
+
+
+def _invalid(step: _Step, problems: list[Problem], *, modules: bool = True) -> Decision:
+    message = "; ".join(p.render() for p in problems)
+    reason = problems[0].reason
+    step.move(Phase.INVALID, reason, message, event_type="Warning")
+    if modules:
+        step.status.modules = _module_statuses(step)
+    step.status.conditions = _conditions(step, degraded_message="")
+    return Decision(status=step.status, events=tuple(step.events))
+
+
+def _advance(step: _Step) -> None:
+    """One state-machine step; leaves ``step.status`` untouched (same object) when settled."""
+    st = step.status
+    spec = step.spec
+    target = effective_target(spec)
+    assert target is not None  # validate() guarantees a level at or below the target
+    gates = step.obs.gates
+
+    # --- rollback in progress or holding ------------------------------------------------------
+    if st.phase == Phase.ROLLING_BACK:
+        if _drained_above(step, Level.CORE):
+            record = st.last_rollback
+            why = f"rolled back to CORE: {record.message}" if record else "rolled back to CORE"
+            step.move(Phase.ROLLED_BACK, c.ROLLED_BACK, why, event_type="Warning")
+        return
+    if st.phase == Phase.ROLLED_BACK:
+        retry = _retry_reason(step)
+        if retry is None:
+            return
+        reason, message = retry
+        step.status.last_retry_token = step.obs.retry_token
+        step.move(Phase.PENDING, reason, message, active=None)
+        return
+
+    # --- a breach at any time but during a demotion rolls back -------------------------------
+    # (only when the report was evaluated for a phase that has gates, and this one has too)
+    judged = step.gates_for[0] is not GateMode.NONE and gate_mode(st)[0] is not GateMode.NONE
+    if judged and gates.verdict is GateVerdict.BREACH:
+        _rollback(step, c.GATE_BREACH, _breach_message(gates), gates)
+        return
+    # --- an up level that lost readiness for longer than the readiness timeout ---------------
+    if st.current_level is not None and st.phase in (*_RUNNING_PHASES, Phase.STABLE):
+        unready = _unready_required(step, st.current_level, up_to_inclusive=True)
+        if unready and not st.unready_since:
+            step.status = st.model_copy(update={"unready_since": step.stamp})
+            return
+        if unready:
+            if not step.wait_until(st.unready_since, parse_duration(spec.promotion.readiness_timeout)):
+                _rollback(
+                    step,
+                    c.MODULE_UNREADY,
+                    f"required modules not ready for "
+                    f"{spec.promotion.readiness_timeout}: " + ", ".join(unready),
+                )
+            return  # hold the climb while an up level is unready (Degraded says which)
+        if st.unready_since:
+            step.status = st.model_copy(update={"unready_since": ""})
+            return
+
+    # --- demotion: one level at a time, highest first, no gates --------------------------------
+    if st.phase == Phase.DEMOTING and st.active_level is not None:
+        if not _drained_level(step, st.active_level):
+            return
+        drained = st.active_level
+        if st.current_level is not None and st.current_level.rank > target.rank:
+            lower = previous_level(spec, st.current_level)
+            step.move(
+                Phase.DEMOTING,
+                c.DEMOTING,
+                f"scaling {st.current_level.value} down",
+                current=lower,
+                active=st.current_level,
+            )
+            return
+        step.move(
+            Phase.STABLE,
+            c.TARGET_REACHED,
+            f"demoted {drained.value}; stable at {_name(step.status.current_level)}",
+            active=st.current_level,
+        )
+        return
+    if st.current_level is not None and st.current_level.rank > target.rank:
+        step.move(
+            Phase.DEMOTING,
+            c.DEMOTING,
+            f"targetLevel lowered to {spec.target_level.value}: scaling {st.current_level.value} down",
+            current=previous_level(spec, st.current_level),
+            active=st.current_level,
+        )
+        return
+
+    # --- promotion ------------------------------------------------------------------------------
+    nxt = next_level(spec, st.current_level, target)
+    if nxt is None:
+        if st.phase != Phase.STABLE:
+            step.move(Phase.STABLE, c.TARGET_REACHED, f"stable at {target.value}", active=st.current_level)
+        return
+
+    if st.phase == Phase.COOLING_DOWN and st.active_level == st.current_level:
+        if step.wait_until(st.phase_since, parse_duration(spec.promotion.cooldown)):
+            return
+    elif st.phase == Phase.PROMOTING and st.active_level == nxt:
+        unready = _unready_required(step, nxt, up_to_inclusive=False)
+        if not unready:
+            step.move(
+                Phase.VALIDATING,
+                c.VALIDATING,
+                f"{nxt.value} is ready; validating health for {spec.promotion.validation_window}",
+            )
+            return
+        if step.wait_until(st.phase_since, parse_duration(spec.promotion.readiness_timeout)):
+            return
+        _rollback(
+            step,
+            c.READINESS_TIMEOUT,
+            f"{nxt.value} not ready within {spec.promotion.readiness_timeout}: " + ", ".join(unready),
+        )
+        return
+    elif st.phase == Phase.VALIDATING and st.active_level == nxt:
+        unready = _unready_required(step, nxt, up_to_inclusive=False)
+        if unready:
+            step.move(
+                Phase.PROMOTING,
+                c.WAITING_FOR_READY,
+                f"{nxt.value} lost readiness during validation: " + ", ".join(unready),
+            )
+            return
+        if gate_mode(st) != step.gates_for:
+            step.deadlines.append(0.0)  # the gate report judged another step: evaluate again
+            return
+        if gates.verdict is not GateVerdict.PASS:
+            if st.reason != c.WAITING_FOR_GATES:
+                step.move(
+                    Phase.VALIDATING,
+                    c.WAITING_FOR_GATES,
+                    f"holding {nxt.value}: {gates.message or 'health gates inconclusive'}",
+                )
+            return
+        window_start = st.phase_since
+        passing = gates.passing_since
+        started = parse_time(st.phase_since)
+        if passing is not None and started is not None and passing > started:
+            window_start = format_time(passing)
+        if step.wait_until(window_start, parse_duration(spec.promotion.validation_window)):
+            return
+        if nxt == target:
+            step.move(
+                Phase.STABLE,
+                c.TARGET_REACHED,
+                f"{nxt.value} validated; stable at target",
+                current=nxt,
+                active=nxt,
+            )
+        else:
+            step.move(
+                Phase.COOLING_DOWN,
+                c.LEVEL_VALIDATED,
+                f"{nxt.value} validated; cooling down {spec.promotion.cooldown}",
+                current=nxt,
+                active=nxt,
+            )
+        return
+    step.move(
+        Phase.PROMOTING,
+        c.PROMOTING,
+        f"promoting {nxt.value}: scaling "
+        + ", ".join(f"{m.deployment}={m.replicas}" for m in _level_spec(spec, nxt).modules),
+        active=nxt,
+        level_started=True,
+    )
+
+
+def _retry_reason(step: _Step) -> tuple[str, str] | None:
+    record = step.status.last_rollback
+    if record is None:
+        return c.RETRY_REQUESTED, "no rollback on record; resuming"
+    if step.obs.generation != record.generation:
+        return c.SPEC_CHANGED, f"spec changed (generation {step.obs.generation}); climbing again"
+    if step.obs.retry_token and step.obs.retry_token != step.status.last_retry_token:
+        return c.RETRY_REQUESTED, f"retry requested ({step.obs.retry_token}); climbing again"
+    if step.spec.rollback.auto_retry_after:
+        wait = parse_duration(step.spec.rollback.auto_retry_after)
+        if not step.wait_until(record.time, wait):
+            return (
+                c.AUTO_RETRY,
+                f"autoRetryAfter {step.spec.rollback.auto_retry_after} elapsed; climbing again",
+            )
+    return None
+
+
+def _rollback(step: _Step, reason: str, message: str, gates: GateReport | None = None) -> None:
+    st = step.status
+    top = max(
+        (lv for lv in (st.current_level, st.active_level) if lv is not None),
+        key=lambda lv: lv.rank,
+        default=None,
+    )
+    breach: GateStatus | None = gates.breach if gates else None
+    threshold = None
+    if breach is not None:
+        threshold = breach.max if breach.max is not None and (breach.value or 0) > breach.max else breach.min
+    st = st.model_copy(
+        update={
+            "last_rollback": RollbackRecord(
+                time=step.stamp,
+                from_level=top,
+                reason=reason,
+                message=message,
+                gate=breach.name if breach else "",
+                value=breach.value if breach else None,
+                threshold=threshold,
+                generation=step.obs.generation,
+                retry_token=step.obs.retry_token,
+            ),
+            "last_retry_token": step.obs.retry_token,
+            "unready_since": "",
+        }
+    )
+    step.status = st
+    core_up = st.current_level is not None and any(ls.level == Level.CORE for ls in step.spec.levels)
+    step.move(
+        Phase.ROLLING_BACK,
+        reason,
+        f"rolling back to CORE from {_name(top)}: {message}",
+        current=Level.CORE if core_up else None,
+        active=None,
+        event_type="Warning",
+    )
+
+
+def _breach_message(gates: GateReport) -> str:
+    b = gates.breach
+    if b is None:
+        return gates.message or "a health gate breached"
+    bound = (
+        f"> max {b.max:g}"
+        if b.max is not None and b.value is not None and b.value > b.max
+        else (f"< min {b.min:g}" if b.min is not None else "out of bounds")
+    )
+    value = "no data" if b.value is None else f"{b.value:g}"
+    series = f" ({b.series})" if b.series else ""
+    return f"gate {b.name}: {value}{series} {bound}"
+
+
+# -------------------------------------------------------------------------------- observation views
+
+
+def _level_spec(spec: JeffreyIntegrationSpec, level: Level) -> LevelSpec:
+    return next(ls for ls in spec.levels if ls.level == level)
+
+
+def _observed(step: _Step, module: ModuleSpec) -> DeploymentObservation:
+    return step.obs.deployments.get(module.deployment, MISSING)
+
+
+def _unready_required(step: _Step, level: Level, *, up_to_inclusive: bool) -> list[str]:
+    """Required modules of ``level`` (or of every level up to it) that are not Ready."""
+    out = []
+    for ls in defined_levels(step.spec):
+        if ls.level.rank > level.rank or (not up_to_inclusive and ls.level != level):
+            continue
+        for m in ls.modules:
+            if not m.optional and not _observed(step, m).is_ready(m.replicas):
+                out.append(m.deployment)
+    return out
+
+
+def _drained_level(step: _Step, level: Level) -> bool:
+    return all(_observed(step, m).is_ready(0) for m in _level_spec(step.spec, level).modules)
+
+
+def _drained_above(step: _Step, level: Level) -> bool:
+    return all(_drained_level(step, ls.level) for ls in step.spec.levels if ls.level.rank > level.rank)
+
+
+def desired_replicas(spec: JeffreyIntegrationSpec, status: JeffreyIntegrationStatus) -> dict[str, int]:
+    """What every module's ``spec.replicas`` should be in this status."""
+    top = ceiling(status)
+    out: dict[str, int] = {}
+    for ls in spec.levels:
+        up = top is not None and ls.level.rank <= top.rank
+        for m in ls.modules:
+            out[m.deployment] = m.replicas if up else 0
+    return out
+
+
+def _actions(step: _Step) -> tuple[ScaleAction, ...]:
+    """Scale-downs first, highest level first; then scale-ups, lowest level first."""
+    desired = desired_replicas(step.spec, step.status)
+    downs: list[ScaleAction] = []
+    ups: list[ScaleAction] = []
+    for ls in defined_levels(step.spec):
+        for m in ls.modules:
+            seen = _observed(step, m)
+            want = desired[m.deployment]
+            if not seen.exists or seen.spec_replicas == want:
+                continue
+            (downs if want < seen.spec_replicas else ups).append(ScaleAction(m.deployment, want, ls.level))
+    downs.sort(key=lambda a: -a.level.rank)
+    return (*downs, *ups)
+
+
+def _module_statuses(step: _Step) -> list[ModuleStatus]:
+    desired = desired_replicas(step.spec, step.status)
+    out = []
+    for ls in defined_levels(step.spec):
+        for m in ls.modules:
+            seen = _observed(step, m)
+            want = desired[m.deployment]
+            if not seen.exists:
+                state = ModuleState.MISSING
+            elif want == 0:
+                state = ModuleState.SCALED_DOWN if seen.is_ready(0) else ModuleState.PROGRESSING
+            elif seen.is_ready(want):
+                state = ModuleState.READY
+            else:
+                state = ModuleState.PROGRESSING
+            out.append(
+                ModuleStatus(
+                    deployment=m.deployment,
+                    level=ls.level,
+                    optional=m.optional,
+                    desired=want,
+                    ready=seen.ready_replicas if seen.exists else 0,
+                    state=state,
+                )
+            )
+    return out
+
+
+def _conditions(step: _Step, degraded_message: str) -> list[Condition]:
+    st = step.status
+    gen = step.obs.generation
+    now = step.stamp
+    conds = list(st.conditions)
+    phase = st.phase
+    conds = c.set_condition(
+        conds, c.READY, phase == Phase.STABLE, st.reason, st.message, now=now, generation=gen
+    )
+    reconciling = phase in (*_RUNNING_PHASES, Phase.DEMOTING, Phase.ROLLING_BACK)
+    conds = c.set_condition(
+        conds,
+        c.RECONCILING,
+        reconciling,
+        st.reason if reconciling else c.TARGET_REACHED if phase == Phase.STABLE else st.reason,
+        st.message if reconciling else "",
+        now=now,
+        generation=gen,
+    )
+    stalled = phase in (Phase.INVALID, Phase.ROLLED_BACK)
+    conds = c.set_condition(
+        conds,
+        c.STALLED,
+        stalled,
+        st.reason if stalled else "Progressing",
+        st.message if stalled else "",
+        now=now,
+        generation=gen,
+    )
+    conds = _gate_conditions(conds, step.obs.gates, now, gen)
+    conds = c.set_condition(
+        conds,
+        c.DEGRADED,
+        bool(degraded_message),
+        c.OPTIONAL_MODULES_DEGRADED if degraded_message else c.MODULES_HEALTHY,
+        degraded_message,
+        now=now,
+        generation=gen,
+    )
+    return conds
+
+
+def _gate_conditions(conds: list[Condition], report: GateReport, now: str, gen: int) -> list[Condition]:
+    """``GatesHealthy`` and ``MetricsAvailable`` from the last evaluation (kept as they were while
+    no gate applies). Messages name gates, never values, so they do not change at every tick."""
+    if not report.gates and report.source_available:
+        return conds
+    invalid = [g.name for g in report.gates if g.result == GateResult.INVALID]
+    breached = [g.name for g in report.gates if g.result == GateResult.BREACH]
+    if invalid:
+        healthy, reason, message = (
+            False,
+            c.GATES_INVALID,
+            "invalid gates (not counted as breaches): " + ", ".join(invalid),
+        )
+    elif breached:
+        healthy, reason, message = False, c.GATE_BREACH, "breached: " + ", ".join(breached)
+    elif report.verdict is GateVerdict.INCONCLUSIVE:
+        healthy, reason, message = (
+            None,
+            c.GATES_INCONCLUSIVE,
+            "gates inconclusive: promotion holds, no rollback",
+        )
+    else:
+        healthy, reason, message = True, c.GATES_PASSING, f"{len(report.gates)} gates evaluated"
+    status = ConditionStatus.UNKNOWN if healthy is None else healthy
+    conds = c.set_condition(conds, c.GATES_HEALTHY, status, reason, message, now=now, generation=gen)
+    if report.source_available:
+        return c.set_condition(
+            conds,
+            c.METRICS_AVAILABLE,
+            True,
+            c.PROMETHEUS_AVAILABLE,
+            "Prometheus answers",
+            now=now,
+            generation=gen,
+        )
+    return c.set_condition(
+        conds,
+        c.METRICS_AVAILABLE,
+        False,
+        c.PROMETHEUS_UNAVAILABLE,
+        "Prometheus unreachable or failing: gates are inconclusive; promotion holds "
+        "and no rollback is triggered until it answers again",
+        now=now,
+        generation=gen,
+    )
+
+
+def _degraded_message(step: _Step, modules: list[ModuleStatus]) -> str:
+    bad = [m for m in modules if m.desired > 0 and m.state != ModuleState.READY]
+    if not bad:
+        return ""
+    parts = [
+        f"{m.deployment} ({'optional, ' if m.optional else ''}{m.state.value.lower()} {m.ready}/{m.desired})"
+        for m in bad
+    ]
+    return "modules not ready: " + ", ".join(parts)
+
+
+def _finish(step: _Step, *, act: bool) -> Decision:
+    st = step.status
+    modules = _module_statuses(step)
+    st.modules = modules
+    st.gates = list(step.obs.gates.gates) if st.phase not in (Phase.PAUSED,) else st.gates
+    st.conditions = _conditions(step, _degraded_message(step, modules))
+    actions = _actions(step) if act else ()
+    requeue = min(step.deadlines) if step.deadlines else None
+    return Decision(status=st, actions=actions, events=tuple(step.events), requeue_after=requeue)
+
+
+def _name(level: Level | None) -> str:
+    return level.value if level is not None else "nothing"

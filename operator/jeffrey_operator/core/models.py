@@ -1,0 +1,392 @@
+"""The JeffreyIntegration resource: spec and status, in one place.
+
+These pydantic models are the single source of truth for the public API. The CRD in ``crds/`` is
+generated from them (``make crds``; a test fails when the committed file drifts), the engine reads
+and writes them, and every adapter speaks them.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from jeffrey_operator.core.durations import DURATION_PATTERN, OPTIONAL_DURATION_PATTERN, parse_duration
+
+GROUP = "jeffreyos.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "JeffreyIntegration"
+PLURAL = "jeffreyintegrations"
+SINGULAR = "jeffreyintegration"
+SHORT_NAMES = ["ji"]
+RETRY_ANNOTATION = f"{GROUP}/retry"
+#: How many transitions status keeps (enough to back-fill the Redis history after an outage).
+TRANSITIONS_KEPT = 50
+
+DNS1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DNS1123_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
+
+
+class Level(enum.StrEnum):
+    """The six integration levels, lowest first."""
+
+    CORE = "CORE"
+    COGNITIVE = "COGNITIVE"
+    EMOTIONAL = "EMOTIONAL"
+    CONSCIOUS = "CONSCIOUS"
+    LOOPS = "LOOPS"
+    PRODUCTION = "PRODUCTION"
+
+    @property
+    def rank(self) -> int:
+        """0 for CORE … 5 for PRODUCTION."""
+        return _LEVEL_INDEX[self]
+
+    @classmethod
+    def ordered(cls) -> list[Level]:
+        return list(cls)
+
+
+_LEVEL_INDEX = {level: i for i, level in enumerate(Level)}
+
+
+class Phase(enum.StrEnum):
+    """Where an integration stands. ``phase`` is a summary; conditions carry the detail."""
+
+    PENDING = "Pending"
+    PROMOTING = "Promoting"
+    VALIDATING = "Validating"
+    COOLING_DOWN = "CoolingDown"
+    STABLE = "Stable"
+    DEMOTING = "Demoting"
+    ROLLING_BACK = "RollingBack"
+    ROLLED_BACK = "RolledBack"
+    PAUSED = "Paused"
+    INVALID = "Invalid"
+
+
+def _check_duration(value: str) -> str:
+    if value:
+        parse_duration(value)
+    return value
+
+
+Duration = Annotated[str, Field(pattern=DURATION_PATTERN), AfterValidator(_check_duration)]
+OptionalDuration = Annotated[str, Field(pattern=OPTIONAL_DURATION_PATTERN), AfterValidator(_check_duration)]
+
+
+class _Model(BaseModel):
+    """camelCase on the wire, snake_case in Python; unknown fields are refused."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        use_enum_values=False,
+    )
+
+    def wire(self) -> dict[str, Any]:
+        """The JSON-ready dict as the API server stores it (camelCase, no None values)."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class _StatusModel(_Model):
+    """Status models tolerate fields written by newer operator versions."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+
+# --------------------------------------------------------------------------------------------- spec
+
+
+class ModuleSpec(_Model):
+    """One Jeffrey module: an existing Deployment in the resource's namespace."""
+
+    deployment: str = Field(
+        min_length=1,
+        max_length=253,
+        pattern=DNS1123_SUBDOMAIN,
+        description="Name of an existing Deployment in the JeffreyIntegration's namespace.",
+    )
+    replicas: int = Field(
+        1, ge=0, le=1000, description="spec.replicas the operator sets when the level is up."
+    )
+    optional: bool = Field(
+        False, description="Missing or unready optional modules degrade the level but never block it."
+    )
+
+
+class LevelSpec(_Model):
+    """The modules that make up one integration level."""
+
+    level: Level = Field(description="One of CORE, COGNITIVE, EMOTIONAL, CONSCIOUS, LOOPS, PRODUCTION.")
+    modules: list[ModuleSpec] = Field(
+        min_length=1, max_length=100, description="Deployments brought up at this level."
+    )
+
+
+class PromotionSpec(_Model):
+    """Timings of a promotion step."""
+
+    readiness_timeout: Duration = Field(
+        "120s", description="All required modules of a level must be Ready within this, else rollback."
+    )
+    validation_window: Duration = Field(
+        "30s", description="The level must stay healthy this long before the next promotion."
+    )
+    cooldown: Duration = Field("2s", description="Pause between two levels.")
+
+
+class RollbackSpec(_Model):
+    """What happens after a rollback to CORE."""
+
+    auto_retry_after: OptionalDuration = Field(
+        "",
+        description=(
+            "Retry the climb this long after a rollback. Empty: hold until the spec changes "
+            "or the jeffreyos.io/retry annotation gets a new value."
+        ),
+    )
+
+
+class SecretKeyRef(_Model):
+    """A key of a Secret in the resource's namespace."""
+
+    name: str = Field(min_length=1, max_length=253)
+    key: str = Field(min_length=1, max_length=253)
+
+
+class BasicAuth(_Model):
+    """HTTP basic auth for Prometheus, both parts from Secrets."""
+
+    username_secret_ref: SecretKeyRef
+    password_secret_ref: SecretKeyRef
+
+
+class PrometheusSpec(_Model):
+    """Where the health gates' queries go."""
+
+    url: str = Field(
+        "http://prometheus-operated.monitoring:9090",
+        pattern=r"^https?://.+",
+        description="Base URL of the Prometheus HTTP API (Prometheus, Thanos, Mimir, Cortex).",
+    )
+    timeout: Duration = Field("5s", description="Timeout of one query.")
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="Extra HTTP headers, e.g. X-Scope-OrgID for Mimir/Cortex."
+    )
+    bearer_token_secret_ref: SecretKeyRef | None = Field(
+        None, description="Bearer token from a Secret in the resource's namespace."
+    )
+    basic_auth: BasicAuth | None = Field(None, description="Basic auth from Secrets.")
+
+
+class AnalysisSpec(_Model):
+    """How and how often health gates are evaluated."""
+
+    interval: Duration = Field("10s", description="How often gates are evaluated (at least 1s).")
+    prometheus: PrometheusSpec = Field(default_factory=PrometheusSpec)
+
+
+class GateWhen(enum.StrEnum):
+    """When a gate is evaluated."""
+
+    PROMOTION = "promotion"  # only while a level is being promoted or validated
+    CONTINUOUS = "continuous"  # only once the target level is reached
+    ALWAYS = "always"
+
+
+class OnNoData(enum.StrEnum):
+    """What an empty query result means."""
+
+    HOLD = "hold"  # inconclusive: promotion waits, no rollback
+    FAIL = "fail"  # counts as a breach
+    PASS = "pass"  # counts as healthy
+
+
+class GateSpec(_Model):
+    """A PromQL health gate: breach when the value leaves [min, max]."""
+
+    name: str = Field(min_length=1, max_length=63, pattern=DNS1123_LABEL)
+    query: str = Field(
+        min_length=1, max_length=4096, description="PromQL; may use {{namespace}} and {{name}}."
+    )
+    max: float | None = Field(None, description="Breach when a value is greater than this.")
+    min: float | None = Field(None, description="Breach when a value is lower than this.")
+    for_: Duration = Field("0s", alias="for", description="A breach must persist this long before it counts.")
+    when: GateWhen = Field(GateWhen.ALWAYS, description="promotion | continuous | always")
+    from_level: Level = Field(
+        Level.CORE, description="The gate applies once this level is being promoted or is up."
+    )
+    on_no_data: OnNoData = Field(OnNoData.HOLD, description="hold | fail | pass")
+
+
+class DefaultGateOverrides(_Model):
+    """Thresholds of the default gates (the design documents' checklist), overridable one by one."""
+
+    max_cpu_percent: float = Field(80, ge=0, description="Promotion: CPU below this.")
+    max_memory_percent: float = Field(80, ge=0, description="Promotion: memory below this.")
+    max_bus_rate: float = Field(1000, ge=0, description="Promotion and rollback: bus msg/s.")
+    loops_bus_ratio: float = Field(
+        0.7, ge=0, le=1, description="Before LOOPS: bus below this share of its limit."
+    )
+    loops_max_dropped: float = Field(0, ge=0, description="Before LOOPS: dropped messages.")
+    loops_max_p95_ms: float = Field(100, ge=0, description="Before LOOPS: publish latency P95.")
+    rollback_memory_growth_mb: float = Field(
+        500, ge=0, description="Rollback: memory growth since level start."
+    )
+    rollback_cpu_percent: float = Field(90, ge=0, description="Rollback: sustained CPU.")
+    rollback_cpu_for: Duration = Field("30s", description="How long CPU must stay high.")
+    rollback_max_modules_in_error: float = Field(
+        3, ge=0, description="Rollback: more modules than this in error."
+    )
+    rollback_p95_ms: float = Field(500, ge=0, description="Rollback: publish latency P95.")
+
+
+class BusSpec(_Model):
+    """The message bus limits the operator publishes to the modules."""
+
+    max_rate: int = Field(1000, ge=1, le=10_000_000, description="Bus rate limit in messages per second.")
+
+
+class JeffreyIntegrationSpec(_Model):
+    """Desired state of a progressive integration."""
+
+    target_level: Level = Field(Level.PRODUCTION, description="The level to climb to.")
+    paused: bool = Field(False, description="Freeze: no promotion, no demotion, no rollback.")
+    levels: list[LevelSpec] = Field(
+        min_length=1, max_length=6, description="Any subset of the six levels, each at most once."
+    )
+    promotion: PromotionSpec = Field(default_factory=PromotionSpec)
+    rollback: RollbackSpec = Field(default_factory=RollbackSpec)
+    analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
+    default_gates: bool = Field(False, description="Add the design documents' checklist as gates.")
+    default_gate_thresholds: DefaultGateOverrides = Field(default_factory=DefaultGateOverrides)
+    gates: list[GateSpec] = Field(default_factory=list, max_length=50)
+    bus: BusSpec = Field(default_factory=BusSpec)
+
+
+# ------------------------------------------------------------------------------------------- status
+
+
+class ConditionStatus(enum.StrEnum):
+    TRUE = "True"
+    FALSE = "False"
+    UNKNOWN = "Unknown"
+
+
+class Condition(_StatusModel):
+    """A Kubernetes-style condition (metav1.Condition)."""
+
+    type: str
+    status: ConditionStatus
+    reason: str
+    message: str = ""
+    last_transition_time: str
+    observed_generation: int = 0
+
+
+class ModuleState(enum.StrEnum):
+    READY = "Ready"
+    PROGRESSING = "Progressing"
+    MISSING = "Missing"
+    SCALED_DOWN = "ScaledDown"
+    PENDING = "Pending"  # its level has not been reached yet
+
+
+class ModuleStatus(_StatusModel):
+    deployment: str
+    level: Level
+    optional: bool = False
+    desired: int = 0
+    ready: int = 0
+    state: ModuleState = ModuleState.PENDING
+
+
+class GateResult(enum.StrEnum):
+    PASS = "Pass"
+    BREACH = "Breach"  # sustained for `for`: counts
+    PENDING_BREACH = "PendingBreach"  # out of bounds, but not yet for `for`
+    INCONCLUSIVE = "Inconclusive"  # Prometheus unreachable, no data with onNoData=hold
+    INVALID = "Invalid"  # bad query
+    INACTIVE = "Inactive"  # not applicable at this level/phase
+
+
+class GateStatus(_StatusModel):
+    """What the last evaluation of one gate said, and since when."""
+
+    name: str
+    query: str = ""
+    value: float | None = None
+    series: str = ""
+    min: float | None = None
+    max: float | None = None
+    result: GateResult = GateResult.INACTIVE
+    since: str = ""
+    message: str = ""
+
+
+class RollbackRecord(_StatusModel):
+    time: str
+    from_level: Level | None = None
+    reason: str
+    message: str = ""
+    gate: str = ""
+    value: float | None = None
+    threshold: float | None = None
+    generation: int = 0
+    retry_token: str = ""
+
+
+class Transition(_StatusModel):
+    """One change of (currentLevel, phase)."""
+
+    seq: int
+    time: str
+    from_level: Level | None = None
+    to_level: Level | None = None
+    phase: Phase
+    reason: str
+    message: str = ""
+
+
+class JeffreyIntegrationStatus(_StatusModel):
+    """Observed state. The engine derives every decision from spec + this + what it observes now."""
+
+    observed_generation: int = 0
+    phase: Phase = Phase.PENDING
+    reason: str = ""
+    message: str = ""
+    current_level: Level | None = None
+    target_level: Level | None = None
+    #: The level the current phase works on (being promoted, validated, cooled down from, demoted).
+    active_level: Level | None = None
+    #: When the current phase began for ``active_level`` (RFC 3339).
+    phase_since: str = ""
+    #: When the promotion of the highest level up (or being promoted) began; gates measure
+    #: "memory grew since the level started" from here.
+    level_started_at: str = ""
+    #: Since when a required module of an up level is unready (readiness lost after promotion).
+    unready_since: str = ""
+    modules: list[ModuleStatus] = Field(default_factory=list)
+    gates: list[GateStatus] = Field(default_factory=list)
+    conditions: list[Condition] = Field(default_factory=list)
+    last_rollback: RollbackRecord | None = None
+    #: The last ``jeffreyos.io/retry`` value acted on.
+    last_retry_token: str = ""
+    transitions: list[Transition] = Field(default_factory=list)
+    transition_seq: int = 0
+
+
+class JeffreyIntegration(_Model):
+    """The whole object, for printing and for the CRD generator."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    api_version: Literal["jeffreyos.io/v1alpha1"] = "jeffreyos.io/v1alpha1"
+    kind: Literal["JeffreyIntegration"] = "JeffreyIntegration"
+    spec: JeffreyIntegrationSpec
+    status: JeffreyIntegrationStatus = Field(default_factory=JeffreyIntegrationStatus)

@@ -1,0 +1,189 @@
+"""The narrow ports between the pure engine and the outside world.
+
+The engine (:mod:`jeffrey_operator.core.engine`) sees only the value types here: what was observed of
+the Deployments, what the health gates reported. Adapters implement the protocols:
+Kubernetes (:mod:`jeffrey_operator.adapters.kube`), Prometheus (:mod:`jeffrey_operator.adapters.prometheus`),
+Redis (:mod:`jeffrey_operator.adapters.redis`).
+"""
+
+from __future__ import annotations
+
+import datetime
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from jeffrey_operator.core.models import GateStatus, JeffreyIntegrationSpec, JeffreyIntegrationStatus, Level
+
+
+class Clock(Protocol):
+    """Injectable time: the engine never reads a clock of its own."""
+
+    def now(self) -> datetime.datetime: ...
+
+
+class SystemClock:
+    def now(self) -> datetime.datetime:
+        return datetime.datetime.now(datetime.UTC)
+
+
+# ------------------------------------------------------------------------------------- Kubernetes
+
+
+@dataclass(frozen=True)
+class DeploymentObservation:
+    """What the API server says of one Deployment right now."""
+
+    name: str
+    exists: bool = True
+    spec_replicas: int = 0
+    ready_replicas: int = 0
+    updated_replicas: int = 0
+    available_replicas: int = 0
+    generation: int = 1
+    observed_generation: int = 1
+    #: Other JeffreyIntegrations (``ns/name``) that list this Deployment.
+    claimed_by: tuple[str, ...] = ()
+
+    def is_ready(self, desired: int) -> bool:
+        """Ready at the desired size: the Deployment controller has seen the current generation
+        and every replica is updated and ready. Desired 0 is ready when nothing is left running."""
+        if not self.exists:
+            return desired == 0
+        if self.spec_replicas != desired or self.observed_generation < self.generation:
+            return False
+        if desired == 0:
+            return self.ready_replicas == 0
+        return self.ready_replicas >= desired and self.updated_replicas >= desired
+
+
+MISSING = DeploymentObservation(name="", exists=False)
+
+
+# ------------------------------------------------------------------------------------------ gates
+
+
+class GateMode(enum.StrEnum):
+    """Which gates apply now (see :class:`jeffrey_operator.core.models.GateWhen`)."""
+
+    PROMOTION = "promotion"  # a level is being promoted or validated
+    CONTINUOUS = "continuous"  # the target level is reached and held
+    NONE = "none"  # paused, demoting, rolled back: nothing is evaluated
+
+
+class GateVerdict(enum.StrEnum):
+    PASS = "Pass"  # every applicable gate passes (or none applies)
+    BREACH = "Breach"  # at least one gate breached for its full `for`
+    INCONCLUSIVE = "Inconclusive"  # monitoring trouble or no data (hold): hold, never roll back
+
+
+@dataclass(frozen=True)
+class GateContext:
+    """Everything a gate source needs to evaluate the gates of one integration."""
+
+    namespace: str
+    name: str
+    spec: JeffreyIntegrationSpec
+    mode: GateMode
+    #: The highest level that is up or being promoted (gates with ``fromLevel`` above it are inactive).
+    active_level: Level | None
+    #: When the active level started (for "memory grew since the level started").
+    level_started_at: datetime.datetime | None
+    #: The gate statuses of the last evaluation (for ``since`` and ``for`` continuity).
+    previous: Sequence[GateStatus]
+    now: datetime.datetime
+
+
+@dataclass(frozen=True)
+class GateReport:
+    verdict: GateVerdict = GateVerdict.PASS
+    gates: tuple[GateStatus, ...] = ()
+    #: The gate that breached (first by declaration order), when verdict is BREACH.
+    breach: GateStatus | None = None
+    #: Since when every applicable gate has passed without interruption; None: no gate applies.
+    passing_since: datetime.datetime | None = None
+    #: False when the metrics source could not be asked (unreachable, timeout, error answers).
+    source_available: bool = True
+    message: str = ""
+
+
+class GatePort(Protocol):
+    async def evaluate(self, ctx: GateContext) -> GateReport: ...
+
+
+class NoGates:
+    """The empty gate set: always passes. Used when no gate is configured."""
+
+    async def evaluate(self, ctx: GateContext) -> GateReport:
+        return GateReport()
+
+
+# ------------------------------------------------------------------------------------ state store
+
+
+class StateStoreUnavailable(Exception):
+    """The state store could not be reached; the caller keeps reconciling and retries later."""
+
+
+class StateStoreStale(Exception):
+    """The store holds a newer state than the one offered (another writer moved on): re-read the
+    source of truth and try again; never overwrite."""
+
+
+class StateStorePort(Protocol):
+    async def publish(
+        self,
+        namespace: str,
+        name: str,
+        status: JeffreyIntegrationStatus,
+        *,
+        generation: int,
+        bus_max_rate: int,
+        uid: str = "",
+    ) -> int:
+        """Mirror ``status`` atomically; append every transition whose ``seq`` the store has not
+        seen yet (back-fill); return the store's version. Raise :class:`StateStoreUnavailable`.
+        ``uid`` (``metadata.uid``) tells a re-created CR of the same name from the old one."""
+        ...
+
+    async def forget(self, namespace: str, name: str) -> None: ...
+
+
+class NoStateStore:
+    async def publish(
+        self,
+        namespace: str,
+        name: str,
+        status: JeffreyIntegrationStatus,
+        *,
+        generation: int,
+        bus_max_rate: int,
+        uid: str = "",
+    ) -> int:
+        return 0
+
+    async def forget(self, namespace: str, name: str) -> None:
+        return None
+
+
+# ------------------------------------------------------------------------------------------ events
+
+EventType = Literal["Normal", "Warning"]
+
+
+@dataclass(frozen=True)
+class Event:
+    type: EventType
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Observation:
+    """Everything observed for one reconcile of one integration."""
+
+    generation: int
+    deployments: Mapping[str, DeploymentObservation]
+    gates: GateReport = field(default_factory=GateReport)
+    retry_token: str = ""

@@ -1,0 +1,1 @@
+"""The jeffrey-operator playground (``jeffrey-operator playground``, ``make demo``)."""
