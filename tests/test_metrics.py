@@ -6,7 +6,9 @@ import datetime
 import math
 import urllib.request
 
-from jeffrey_operator.adapters import telemetry as metrics
+import pytest
+
+from jeffrey_operator.adapters.telemetry import OperatorTelemetry
 from jeffrey_operator.core.engine import Decision
 from jeffrey_operator.core.models import (
     GateResult,
@@ -18,9 +20,18 @@ from jeffrey_operator.core.models import (
     Transition,
 )
 
+#: One registry per test: nothing carries over between tests (or operators).
+metrics = OperatorTelemetry()
+
+
+@pytest.fixture(autouse=True)
+def fresh_registry() -> None:
+    global metrics  # noqa: PLW0603 - the helpers below read the current test's registry
+    metrics = OperatorTelemetry()
+
 
 def sample(metric: str, /, **labels: str) -> float | None:
-    return metrics.REGISTRY.get_sample_value(metric, labels)
+    return metrics.sample(metric, **labels)
 
 
 def stamp(moment: datetime.datetime) -> str:
@@ -139,7 +150,7 @@ def test_operator_telemetry_observes_a_decision() -> None:
             "gates": [GateStatus(name="bus", result=GateResult.BREACH, value=4321)],
         }
     )
-    telemetry = metrics.OperatorTelemetry()
+    telemetry = metrics
     before = sample("jeffrey_reconcile_duration_seconds_count") or 0
     telemetry.observe("ns-d", "ji", Decision(status=new), old, 0.02)
     telemetry.observe("ns-d", "ji", Decision(status=new), new, 0.02)  # nothing new the second time
@@ -172,8 +183,8 @@ def test_process_wide_metrics() -> None:
     errors = sample("jeffrey_prometheus_errors_total", reason="timeout") or 0
     metrics.record_prometheus_error("timeout")
     assert sample("jeffrey_prometheus_errors_total", reason="timeout") == errors + 1
-    with metrics.time_reconcile():
-        pass
+    other = OperatorTelemetry()  # another operator: a registry of its own
+    assert other.sample("jeffrey_api_writes_total", verb="patch", resource="deployments") is None
 
 
 def test_every_documented_metric_is_exported() -> None:
@@ -208,15 +219,13 @@ def test_serve_uses_the_dedicated_registry() -> None:
 
 
 def _exposition() -> str:
-    from prometheus_client import generate_latest
-
-    return generate_latest(metrics.REGISTRY).decode()
+    return metrics.exposition()
 
 
 def test_docs_list_every_operator_metric() -> None:
     from pathlib import Path
 
     docs = (Path(__file__).resolve().parents[1] / "docs" / "metrics.md").read_text()
-    for family in metrics.REGISTRY.collect():
+    for family in metrics.registry.collect():
         name = family.name + ("_total" if family.type == "counter" else "")
         assert f"| `{name}` |" in docs, f"{name} is not documented in docs/metrics.md"

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from aiohttp import web
 
-from jeffrey_operator.adapters import telemetry as metrics
 from jeffrey_operator.adapters.prometheus.client import (
     BadQuery,
     BreakerPolicy,
@@ -33,6 +32,7 @@ from jeffrey_operator.adapters.prometheus.client import (
     parse_response,
 )
 from jeffrey_operator.adapters.prometheus.gates import PrometheusGates
+from jeffrey_operator.adapters.telemetry import OperatorTelemetry
 from jeffrey_operator.core.models import GateResult, JeffreyIntegrationSpec, Level
 from jeffrey_operator.core.ports import GateContext, GateMode, GateVerdict
 
@@ -146,17 +146,16 @@ async def test_bad_query_and_no_data(prometheus: PrometheusServer, sims: list[Si
 
 
 async def test_unreachable_fails_fast_after_bounded_retries() -> None:
-    before = (
-        metrics.REGISTRY.get_sample_value("jeffrey_prometheus_errors_total", {"reason": "unreachable"}) or 0
-    )
-    async with PrometheusClient(retry=RetryPolicy(attempts=3, base_delay=0.05)) as client:
+    telemetry = OperatorTelemetry()
+    retry = RetryPolicy(attempts=3, base_delay=0.05)
+    async with PrometheusClient(retry=retry, telemetry=telemetry) as client:
         started = time.monotonic()
         with pytest.raises(Unreachable):
             await client.query(Endpoint(f"http://127.0.0.1:{free_port()}", timeout=5), "up")
         assert time.monotonic() - started < 1.0
         assert client.requests_sent == 3
-    after = metrics.REGISTRY.get_sample_value("jeffrey_prometheus_errors_total", {"reason": "unreachable"})
-    assert after == before + 3
+    assert telemetry.sample("jeffrey_prometheus_errors_total", reason="unreachable") == 3
+    assert telemetry.sample("jeffrey_prometheus_query_duration_seconds_count") == 3
 
 
 async def test_circuit_breaker_opens_then_half_opens(
@@ -416,7 +415,7 @@ async def test_server_errors_are_retried_with_backoff(recorder: Recorder) -> Non
         delays.append(seconds)
 
     async with PrometheusClient(
-        retry=RetryPolicy(attempts=3, base_delay=0.1), sleep=sleep, jitter=lambda: 1.0
+        retry=RetryPolicy(attempts=3, base_delay=0.1, jitter=0.0), sleep=sleep, jitter=lambda: 1.0
     ) as c:
         assert [s.value for s in await c.query(Endpoint(recorder.url), "up")] == [3.0]
         assert c.requests_sent == 3

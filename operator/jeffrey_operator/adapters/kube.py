@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from jeffrey_operator.core.models import GROUP, PLURAL, VERSION
-from jeffrey_operator.core.ports import DeploymentObservation
+from jeffrey_operator.core.ports import DeploymentObservation, NoTelemetry, Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +69,11 @@ def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any
 class Kube:
     """Thin async facade over the ``kubernetes`` client (its calls run in worker threads)."""
 
-    def __init__(self, api_client: Any | None = None) -> None:
+    def __init__(self, api_client: Any | None = None, *, telemetry: Telemetry | None = None) -> None:
         self._client = api_client
+        #: (verb, resource) -> writes made (``jeffrey_api_writes_total`` counts the same).
         self.writes: dict[tuple[str, str], int] = {}
+        self.telemetry: Telemetry = telemetry or NoTelemetry()
 
     def connect(self) -> None:
         """Load credentials like kubectl: ``KUBECONFIG``/``~/.kube/config``, else in-cluster."""
@@ -94,6 +96,7 @@ class Kube:
 
     def _count(self, verb: str, resource: str) -> None:
         self.writes[(verb, resource)] = self.writes.get((verb, resource), 0) + 1
+        self.telemetry.record_api_write(verb, resource)
 
     async def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         from kubernetes.client.exceptions import ApiException

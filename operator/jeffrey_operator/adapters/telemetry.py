@@ -1,10 +1,13 @@
 """The operator's own Prometheus metrics (documented in ``docs/metrics.md``).
 
-Everything lives in a dedicated :data:`REGISTRY`, not prometheus-client's global one, so tests and
-several operators in one process do not collide. The operator calls the small typed functions
-below; :func:`serve` exposes the registry on ``--metrics-port``.
+:class:`OperatorTelemetry` implements the :class:`~jeffrey_operator.core.ports.Telemetry` port.
+Each instance owns its own :class:`~prometheus_client.CollectorRegistry` (never the global one),
+so one operator process has one registry, and tests, the benchmark and the playground can run
+several operators side by side without sharing a counter. It is built once in
+:func:`jeffrey_operator.runtime.app.build_context` and handed to every adapter that counts
+something (Kubernetes writes, Prometheus requests, the state store) and to the loop.
 
-Label sets that name an integration (``namespace``, ``name``) are tracked so that :func:`forget`
+Label sets that name an integration (``namespace``, ``name``) are tracked so that :meth:`forget`
 removes all of them when the JeffreyIntegration is deleted.
 """
 
@@ -13,11 +16,11 @@ from __future__ import annotations
 import datetime
 import threading
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Iterable
+from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, start_http_server
 from prometheus_client.metrics import MetricWrapperBase
 
 from jeffrey_operator.core.models import GateResult, GateStatus, JeffreyIntegrationStatus, Level, Phase
@@ -26,116 +29,9 @@ from jeffrey_operator.core.timestamps import parse_time
 if TYPE_CHECKING:
     from jeffrey_operator.core.engine import Decision
 
-__all__ = [
-    "REGISTRY",
-    "OperatorTelemetry",
-    "forget",
-    "level_index",
-    "observe_prometheus_query",
-    "observe_reconcile",
-    "observe_status",
-    "record_api_write",
-    "record_gates",
-    "record_prometheus_error",
-    "record_rollback",
-    "record_transition",
-    "serve",
-    "set_state_store_up",
-    "time_reconcile",
-]
-
-REGISTRY = CollectorRegistry(auto_describe=True)
+__all__ = ["OperatorTelemetry", "level_index"]
 
 _INTEGRATION = ("namespace", "name")
-
-INTEGRATION_LEVEL = Gauge(
-    "jeffrey_integration_level",
-    "Current integration level index (0 CORE .. 5 PRODUCTION; -1 none).",
-    _INTEGRATION,
-    registry=REGISTRY,
-)
-INTEGRATION_TARGET_LEVEL = Gauge(
-    "jeffrey_integration_target_level",
-    "Target integration level index (0 CORE .. 5 PRODUCTION; -1 none).",
-    _INTEGRATION,
-    registry=REGISTRY,
-)
-INTEGRATION_PHASE = Gauge(
-    "jeffrey_integration_phase",
-    "1 for the integration's current phase, 0 for the others.",
-    (*_INTEGRATION, "phase"),
-    registry=REGISTRY,
-)
-PHASE_SINCE = Gauge(
-    "jeffrey_phase_since_seconds",
-    "Seconds the integration has spent in its current phase (computed at scrape time).",
-    _INTEGRATION,
-    registry=REGISTRY,
-)
-TRANSITIONS = Counter(
-    "jeffrey_transitions",
-    "Level/phase transitions by origin, destination and reason.",
-    (*_INTEGRATION, "from_level", "to_level", "reason"),
-    registry=REGISTRY,
-)
-ROLLBACKS = Counter(
-    "jeffrey_rollbacks",
-    "Rollbacks to CORE by reason.",
-    (*_INTEGRATION, "reason"),
-    registry=REGISTRY,
-)
-GATE_EVALUATIONS = Counter(
-    "jeffrey_gate_evaluations",
-    "Gate evaluations by result (Pass, Breach, PendingBreach, Inconclusive, Invalid).",
-    (*_INTEGRATION, "gate", "result"),
-    registry=REGISTRY,
-)
-GATE_VALUE = Gauge(
-    "jeffrey_gate_value",
-    "Last value a gate's query returned (the series the status names; NaN when none).",
-    (*_INTEGRATION, "gate"),
-    registry=REGISTRY,
-)
-RECONCILE_DURATION = Histogram(
-    "jeffrey_reconcile_duration_seconds",
-    "Duration of one reconcile of one integration.",
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
-    registry=REGISTRY,
-)
-PROMETHEUS_QUERY_DURATION = Histogram(
-    "jeffrey_prometheus_query_duration_seconds",
-    "Duration of one HTTP request to the Prometheus query API (retries count separately).",
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
-    registry=REGISTRY,
-)
-PROMETHEUS_ERRORS = Counter(
-    "jeffrey_prometheus_errors",
-    "Failed Prometheus requests by reason: unreachable, timeout, server_error, circuit_open, bad_query.",
-    ("reason",),
-    registry=REGISTRY,
-)
-STATE_STORE_UP = Gauge(
-    "jeffrey_state_store_up",
-    "1 when the last write to the state store (Redis) succeeded, else 0.",
-    registry=REGISTRY,
-)
-API_WRITES = Counter(
-    "jeffrey_api_writes",
-    "Writes to the Kubernetes API by verb and resource.",
-    ("verb", "resource"),
-    registry=REGISTRY,
-)
-
-_lock = threading.Lock()
-#: (namespace, name) -> every (metric, label values) written for that integration.
-_owned: dict[tuple[str, str], set[tuple[MetricWrapperBase, tuple[str, ...]]]] = {}
-
-
-def _child(metric: MetricWrapperBase, namespace: str, name: str, *rest: str) -> Any:
-    labels = (namespace, name, *rest)
-    with _lock:
-        _owned.setdefault((namespace, name), set()).add((metric, labels))
-    return metric.labels(*labels)
 
 
 def level_index(level: Level | None) -> int:
@@ -152,111 +48,195 @@ def _parse_since(text: str) -> float | None:
     return None if parsed is None else parsed.timestamp()
 
 
-def observe_status(
-    namespace: str, name: str, status: JeffreyIntegrationStatus, now: datetime.datetime | None = None
-) -> None:
-    """Set level, target level, phase and time in phase of one integration from its status.
-
-    ``jeffrey_phase_since_seconds`` is computed when scraped (wall clock), from
-    ``status.phaseSince`` (``now`` when that is empty).
-    """
-    _child(INTEGRATION_LEVEL, namespace, name).set(level_index(status.current_level))
-    _child(INTEGRATION_TARGET_LEVEL, namespace, name).set(level_index(status.target_level))
-    for phase in Phase:
-        _child(INTEGRATION_PHASE, namespace, name, phase.value).set(1 if phase is status.phase else 0)
-    since = _parse_since(status.phase_since)
-    if since is None:
-        since = (now or datetime.datetime.now(datetime.UTC)).timestamp()
-    started = since
-    _child(PHASE_SINCE, namespace, name).set_function(lambda: max(0.0, time.time() - started))
-
-
-def record_transition(
-    namespace: str, name: str, from_level: Level | None, to_level: Level | None, reason: str
-) -> None:
-    _child(TRANSITIONS, namespace, name, _level_label(from_level), _level_label(to_level), reason).inc()
-
-
-def record_rollback(namespace: str, name: str, reason: str) -> None:
-    _child(ROLLBACKS, namespace, name, reason).inc()
-
-
-def record_gates(namespace: str, name: str, gates: Iterable[GateStatus]) -> None:
-    """Count one evaluation per applicable gate and publish its value; inactive gates are skipped."""
-    for gate in gates:
-        if gate.result is GateResult.INACTIVE:
-            continue
-        _child(GATE_EVALUATIONS, namespace, name, gate.name, gate.result.value).inc()
-        _child(GATE_VALUE, namespace, name, gate.name).set(float("nan") if gate.value is None else gate.value)
-
-
-def forget(namespace: str, name: str) -> None:
-    """Remove every label set of a deleted integration."""
-    with _lock:
-        owned = _owned.pop((namespace, name), set())
-    for metric, labels in owned:
-        with suppress(KeyError):
-            metric.remove(*labels)
-
-
-def observe_reconcile(seconds: float) -> None:
-    RECONCILE_DURATION.observe(seconds)
-
-
-@contextmanager
-def time_reconcile() -> Iterator[None]:
-    """``with time_reconcile(): ...`` observes the block's duration."""
-    started = time.perf_counter()
-    try:
-        yield
-    finally:
-        RECONCILE_DURATION.observe(time.perf_counter() - started)
-
-
-def observe_prometheus_query(seconds: float) -> None:
-    PROMETHEUS_QUERY_DURATION.observe(seconds)
-
-
-def record_prometheus_error(reason: str) -> None:
-    PROMETHEUS_ERRORS.labels(reason).inc()
-
-
-def set_state_store_up(up: bool) -> None:
-    STATE_STORE_UP.set(1 if up else 0)
-
-
-def record_api_write(verb: str, resource: str) -> None:
-    """``verb``: create, patch, update, delete; ``resource``: e.g. deployments, jeffreyintegrations."""
-    API_WRITES.labels(verb, resource).inc()
-
-
-def serve(port: int, addr: str = "0.0.0.0") -> None:
-    """Expose :data:`REGISTRY` on ``http://addr:port/metrics`` from a daemon thread."""
-    start_http_server(port, addr=addr, registry=REGISTRY)
-
-
 class OperatorTelemetry:
-    """The reconciler's :class:`~jeffrey_operator.runtime.reconciler.Telemetry`, backed by this module.
+    """Every operator metric, on a registry of its own (``self.registry``).
 
-    ``observe`` is called once per reconcile with the decision and the status it started from.
+    ``observe`` is called once per reconcile with the decision and the status it started from;
+    the adapters call the ``record_*``/``set_*`` methods.
     """
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.integration_level = Gauge(
+            "jeffrey_integration_level",
+            "Current integration level index (0 CORE .. 5 PRODUCTION; -1 none).",
+            _INTEGRATION,
+            registry=r,
+        )
+        self.integration_target_level = Gauge(
+            "jeffrey_integration_target_level",
+            "Target integration level index (0 CORE .. 5 PRODUCTION; -1 none).",
+            _INTEGRATION,
+            registry=r,
+        )
+        self.integration_phase = Gauge(
+            "jeffrey_integration_phase",
+            "1 for the integration's current phase, 0 for the others.",
+            (*_INTEGRATION, "phase"),
+            registry=r,
+        )
+        self.phase_since = Gauge(
+            "jeffrey_phase_since_seconds",
+            "Seconds the integration has spent in its current phase (computed at scrape time).",
+            _INTEGRATION,
+            registry=r,
+        )
+        self.transitions = Counter(
+            "jeffrey_transitions",
+            "Level/phase transitions by origin, destination and reason.",
+            (*_INTEGRATION, "from_level", "to_level", "reason"),
+            registry=r,
+        )
+        self.rollbacks = Counter(
+            "jeffrey_rollbacks",
+            "Rollbacks to CORE by reason.",
+            (*_INTEGRATION, "reason"),
+            registry=r,
+        )
+        self.gate_evaluations = Counter(
+            "jeffrey_gate_evaluations",
+            "Gate evaluations by result (Pass, Breach, PendingBreach, Inconclusive, Invalid).",
+            (*_INTEGRATION, "gate", "result"),
+            registry=r,
+        )
+        self.gate_value = Gauge(
+            "jeffrey_gate_value",
+            "Last value a gate's query returned (the series the status names; NaN when none).",
+            (*_INTEGRATION, "gate"),
+            registry=r,
+        )
+        self.reconcile_duration = Histogram(
+            "jeffrey_reconcile_duration_seconds",
+            "Duration of one reconcile of one integration.",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=r,
+        )
+        self.prometheus_query_duration = Histogram(
+            "jeffrey_prometheus_query_duration_seconds",
+            "Duration of one HTTP request to the Prometheus query API (retries count separately).",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=r,
+        )
+        self.prometheus_errors = Counter(
+            "jeffrey_prometheus_errors",
+            "Failed Prometheus requests by reason: unreachable, timeout, server_error, circuit_open, "
+            "bad_query.",
+            ("reason",),
+            registry=r,
+        )
+        self.state_store_up = Gauge(
+            "jeffrey_state_store_up",
+            "1 when the last call to the state store (Redis) succeeded, 0 when it failed.",
+            registry=r,
+        )
+        self.api_writes = Counter(
+            "jeffrey_api_writes",
+            "Writes to the Kubernetes API by verb and resource.",
+            ("verb", "resource"),
+            registry=r,
+        )
+        self._lock = threading.Lock()
+        #: (namespace, name) -> every (metric, label values) written for that integration.
+        self._owned: dict[tuple[str, str], set[tuple[MetricWrapperBase, tuple[str, ...]]]] = {}
+
+    # ------------------------------------------------------------------------------ helpers
+    def _child(self, metric: MetricWrapperBase, namespace: str, name: str, *rest: str) -> Any:
+        labels = (namespace, name, *rest)
+        with self._lock:
+            self._owned.setdefault((namespace, name), set()).add((metric, labels))
+        return metric.labels(*labels)
+
+    def sample(self, metric: str, /, **labels: str) -> float | None:
+        """The current value of one sample (tests, the benchmark)."""
+        return self.registry.get_sample_value(metric, labels)
+
+    def exposition(self) -> str:
+        """The text format, as ``/metrics`` serves it."""
+        return generate_latest(self.registry).decode()
+
+    def serve(self, port: int, addr: str = "0.0.0.0") -> None:
+        """Expose the registry on ``http://addr:port/metrics`` from a daemon thread."""
+        start_http_server(port, addr=addr, registry=self.registry)
+
+    # ------------------------------------------------------------------------ per integration
+    def observe_status(
+        self,
+        namespace: str,
+        name: str,
+        status: JeffreyIntegrationStatus,
+        now: datetime.datetime | None = None,
+    ) -> None:
+        """Set level, target level, phase and time in phase of one integration from its status.
+
+        ``jeffrey_phase_since_seconds`` is computed when scraped (wall clock), from
+        ``status.phaseSince`` (``now`` when that is empty).
+        """
+        self._child(self.integration_level, namespace, name).set(level_index(status.current_level))
+        self._child(self.integration_target_level, namespace, name).set(level_index(status.target_level))
+        for phase in Phase:
+            child = self._child(self.integration_phase, namespace, name, phase.value)
+            child.set(1 if phase is status.phase else 0)
+        since = _parse_since(status.phase_since)
+        if since is None:
+            since = (now or datetime.datetime.now(datetime.UTC)).timestamp()
+        started = since
+        self._child(self.phase_since, namespace, name).set_function(lambda: max(0.0, time.time() - started))
+
+    def record_transition(
+        self, namespace: str, name: str, from_level: Level | None, to_level: Level | None, reason: str
+    ) -> None:
+        labels = (_level_label(from_level), _level_label(to_level), reason)
+        self._child(self.transitions, namespace, name, *labels).inc()
+
+    def record_rollback(self, namespace: str, name: str, reason: str) -> None:
+        self._child(self.rollbacks, namespace, name, reason).inc()
+
+    def record_gates(self, namespace: str, name: str, gates: Iterable[GateStatus]) -> None:
+        """Count one evaluation per applicable gate and publish its value; inactive gates are skipped."""
+        for gate in gates:
+            if gate.result is GateResult.INACTIVE:
+                continue
+            self._child(self.gate_evaluations, namespace, name, gate.name, gate.result.value).inc()
+            value = float("nan") if gate.value is None else gate.value
+            self._child(self.gate_value, namespace, name, gate.name).set(value)
 
     def observe(
         self, namespace: str, name: str, decision: Decision, old: JeffreyIntegrationStatus, seconds: float
     ) -> None:
+        """One reconcile: the status it ended with, what changed since ``old``, how long it took."""
         new = decision.status
-        observe_status(namespace, name, new)
+        self.observe_status(namespace, name, new)
         for transition in new.transitions:
             if transition.seq > old.transition_seq:
-                record_transition(
+                self.record_transition(
                     namespace, name, transition.from_level, transition.to_level, transition.reason
                 )
         rollback = new.last_rollback
         if rollback is not None and (old.last_rollback is None or old.last_rollback.time != rollback.time):
-            record_rollback(namespace, name, rollback.reason)
+            self.record_rollback(namespace, name, rollback.reason)
         if new.phase is not Phase.PAUSED:  # paused: the gates shown are the old ones, not evaluated
-            record_gates(namespace, name, new.gates)
-        observe_reconcile(seconds)
+            self.record_gates(namespace, name, new.gates)
+        self.reconcile_duration.observe(seconds)
 
     def forget(self, namespace: str, name: str) -> None:
-        forget(namespace, name)
+        """Remove every label set of a deleted integration."""
+        with self._lock:
+            owned = self._owned.pop((namespace, name), set())
+        for metric, labels in owned:
+            with suppress(KeyError):
+                metric.remove(*labels)
+
+    # --------------------------------------------------------------------------- the process
+    def observe_prometheus_query(self, seconds: float) -> None:
+        self.prometheus_query_duration.observe(seconds)
+
+    def record_prometheus_error(self, reason: str) -> None:
+        self.prometheus_errors.labels(reason).inc()
+
+    def set_state_store_up(self, up: bool) -> None:
+        self.state_store_up.set(1 if up else 0)
+
+    def record_api_write(self, verb: str, resource: str) -> None:
+        """``verb``: create, patch, update, delete; ``resource``: e.g. deployments, jeffreyintegrations."""
+        self.api_writes.labels(verb, resource).inc()

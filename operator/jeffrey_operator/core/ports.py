@@ -12,9 +12,12 @@ import datetime
 import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from jeffrey_operator.core.models import GateStatus, JeffreyIntegrationSpec, JeffreyIntegrationStatus, Level
+
+if TYPE_CHECKING:
+    from jeffrey_operator.core.engine import Decision
 
 
 class Clock(Protocol):
@@ -187,3 +190,53 @@ class Observation:
     deployments: Mapping[str, DeploymentObservation]
     gates: GateReport = field(default_factory=GateReport)
     retry_token: str = ""
+
+
+# --------------------------------------------------------------------------------------- telemetry
+
+
+class Telemetry(Protocol):
+    """The operator's own metrics (:class:`jeffrey_operator.adapters.telemetry.OperatorTelemetry`).
+
+    One instance per operator, injected into the loop and into every adapter that counts.
+    """
+
+    def observe(
+        self, namespace: str, name: str, decision: Decision, old: JeffreyIntegrationStatus, seconds: float
+    ) -> None:
+        """One reconcile of one integration: its new status, what changed, how long it took."""
+        ...
+
+    def forget(self, namespace: str, name: str) -> None: ...
+
+    def record_api_write(self, verb: str, resource: str) -> None: ...
+
+    def set_state_store_up(self, up: bool) -> None: ...
+
+    def observe_prometheus_query(self, seconds: float) -> None: ...
+
+    def record_prometheus_error(self, reason: str) -> None: ...
+
+
+class NoTelemetry:
+    """Counts nothing (the default of adapters built without an operator around them)."""
+
+    def observe(
+        self, namespace: str, name: str, decision: Decision, old: JeffreyIntegrationStatus, seconds: float
+    ) -> None:
+        return None
+
+    def forget(self, namespace: str, name: str) -> None:
+        return None
+
+    def record_api_write(self, verb: str, resource: str) -> None:
+        return None
+
+    def set_state_store_up(self, up: bool) -> None:
+        return None
+
+    def observe_prometheus_query(self, seconds: float) -> None:
+        return None
+
+    def record_prometheus_error(self, reason: str) -> None:
+        return None

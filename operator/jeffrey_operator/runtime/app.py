@@ -15,8 +15,9 @@ from typing import Any
 import kopf
 
 from jeffrey_operator.adapters.kube import Kube
-from jeffrey_operator.core.ports import Clock, GatePort, StateStorePort, SystemClock
-from jeffrey_operator.runtime.reconciler import OperatorContext, Telemetry
+from jeffrey_operator.adapters.telemetry import OperatorTelemetry
+from jeffrey_operator.core.ports import Clock, GatePort, NoTelemetry, StateStorePort, SystemClock, Telemetry
+from jeffrey_operator.runtime.reconciler import OperatorContext
 from jeffrey_operator.runtime.settings import OperatorSettings
 
 log = logging.getLogger(__name__)
@@ -31,14 +32,21 @@ def build_context(
     telemetry: Telemetry | None = None,
     clock: Clock | None = None,
 ) -> OperatorContext:
-    """Wire the adapters the settings ask for; tests pass their own where they want."""
+    """Wire the adapters the settings ask for; tests pass their own where they want.
+
+    One :class:`OperatorTelemetry` (one registry) per operator: handed to the loop and to every
+    adapter built here, and to a ``kube`` passed in that does not count yet."""
     from jeffrey_operator.runtime import handlers
 
-    kube = kube or Kube()
+    telemetry = telemetry or OperatorTelemetry()
+    kube = kube or Kube(telemetry=telemetry)
+    if isinstance(kube.telemetry, NoTelemetry):
+        kube.telemetry = telemetry
     if gates is None:
+        from jeffrey_operator.adapters.prometheus.client import PrometheusClient
         from jeffrey_operator.adapters.prometheus.gates import PrometheusGates
 
-        gates = PrometheusGates(secret_reader=kube.read_secret_key)
+        gates = PrometheusGates(PrometheusClient(telemetry=telemetry), secret_reader=kube.read_secret_key)
     if store is None and settings.redis_url:
         from jeffrey_operator.adapters.redis.store import RedisStateStore
 
@@ -47,11 +55,8 @@ def build_context(
             settings.redis_password.get_secret_value() or None,
             key_prefix=settings.redis_key_prefix,
             history_maxlen=settings.history_length,
+            telemetry=telemetry,
         )
-    if telemetry is None:
-        from jeffrey_operator.adapters.telemetry import OperatorTelemetry
-
-        telemetry = OperatorTelemetry()
     ctx = OperatorContext(
         kube=kube,
         gates=gates,
@@ -95,12 +100,10 @@ async def run_operator(
     )
 
 
-def serve_metrics(settings: OperatorSettings) -> None:
-    if not settings.metrics_port:
-        return
-    from jeffrey_operator.adapters.telemetry import serve
-
-    serve(settings.metrics_port)
+def serve_metrics(settings: OperatorSettings, ctx: OperatorContext) -> None:
+    """Serve this operator's registry on ``--metrics-port`` (0: not at all)."""
+    if settings.metrics_port and isinstance(ctx.telemetry, OperatorTelemetry):
+        ctx.telemetry.serve(settings.metrics_port)
 
 
 class BackgroundOperator:

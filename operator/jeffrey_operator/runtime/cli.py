@@ -149,7 +149,7 @@ def _run(settings: OperatorSettings) -> int:
 
     _configure_logging(settings)
     ctx = build_context(settings)
-    serve_metrics(settings)
+    serve_metrics(settings, ctx)
     try:
         asyncio.run(run_operator(settings, ctx))
     except KeyboardInterrupt:

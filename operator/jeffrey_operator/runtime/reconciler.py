@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -34,11 +34,13 @@ from jeffrey_operator.core.ports import (
     GateReport,
     NoGates,
     NoStateStore,
+    NoTelemetry,
     Observation,
     StateStorePort,
     StateStoreStale,
     StateStoreUnavailable,
     SystemClock,
+    Telemetry,
 )
 from jeffrey_operator.core.timestamps import format_time, parse_time
 from jeffrey_operator.core.validation import Claim, claim_of, parse_spec, prior_claims
@@ -46,26 +48,6 @@ from jeffrey_operator.core.validation import Claim, claim_of, parse_spec, prior_
 log = logging.getLogger(__name__)
 
 Key = tuple[str, str]
-
-
-class Telemetry(Protocol):
-    """The operator's own metrics (see :mod:`jeffrey_operator.adapters.telemetry`)."""
-
-    def observe(
-        self, namespace: str, name: str, decision: Decision, old: JeffreyIntegrationStatus, seconds: float
-    ) -> None: ...
-
-    def forget(self, namespace: str, name: str) -> None: ...
-
-
-class NoTelemetry:
-    def observe(
-        self, namespace: str, name: str, decision: Decision, old: JeffreyIntegrationStatus, seconds: float
-    ) -> None:
-        return None
-
-    def forget(self, namespace: str, name: str) -> None:
-        return None
 
 
 EventSink = Callable[[Mapping[str, Any], Event], None]

@@ -8,10 +8,12 @@ the HTTP call:
   caller holds, never rolls back. :class:`BadQuery` (HTTP 400 ``bad_data``, 422 ``execution``,
   or a range-vector result) is the query's fault. :class:`NoData` is an empty result.
 * **Bounded retries** with exponential backoff and jitter for connection errors and 5xx/429
-  answers, all within one deadline: ``timeout`` bounds the whole query, retries included.
-* **A circuit breaker per Prometheus URL** (closed -> open after ``failure_threshold``
-  consecutive failed attempts -> half-open after ``open_seconds``: one trial request; success
-  closes it, failure opens it again). While open, queries fail at once with :class:`CircuitOpen`.
+  answers, all within one deadline: ``timeout`` bounds the whole query, retries included
+  (:class:`~jeffrey_operator.adapters.resilience.RetryPolicy`).
+* **A circuit breaker per Prometheus URL** (:class:`~jeffrey_operator.adapters.resilience.CircuitBreaker`:
+  closed -> open after ``failure_threshold`` consecutive failed attempts -> half-open after
+  ``open_seconds``: one trial request; success closes it, failure opens it again). While open,
+  queries fail at once with :class:`CircuitOpen`, whose message leads with the last real error.
 * **Per-tick cache and coalescing.** Identical queries (same URL, headers, credentials and query
   text) in the same evaluation :class:`Tick` share one HTTP request, including requests still in
   flight: 50 integrations sharing the same gates cost one Prometheus query per query per tick.
@@ -23,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime
-import enum
 import functools
 import json
 import math
@@ -35,8 +36,10 @@ from typing import Any, ClassVar
 
 import aiohttp
 
-from jeffrey_operator.adapters import telemetry as metrics
+from jeffrey_operator.adapters import resilience
+from jeffrey_operator.adapters.resilience import BreakerPolicy, BreakerState, CircuitBreaker, RetryPolicy
 from jeffrey_operator.core.gates.evaluate import Series
+from jeffrey_operator.core.ports import NoTelemetry, Telemetry
 
 __all__ = [
     "BadQuery",
@@ -101,9 +104,15 @@ class ServerError(PrometheusUnavailable):
 
 
 class CircuitOpen(PrometheusUnavailable):
-    """The breaker for this URL is open: failing fast without asking."""
+    """The breaker for this URL is open: failing fast without asking. ``last_error`` (also
+    ``__cause__``) is the failure that opened it: the message leads with it."""
 
     reason = "circuit_open"
+
+    def __init__(self, message: str, last_error: BaseException | None = None) -> None:
+        super().__init__(message)
+        self.last_error = last_error
+        self.__cause__ = last_error
 
 
 class BadQuery(PrometheusError):
@@ -174,101 +183,6 @@ class Tick:
     def at(cls, moment: datetime.datetime, interval: float) -> Tick:
         interval = max(interval, 0.001)
         return cls(interval=interval, index=math.floor(moment.timestamp() / interval))
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Bounded retries with exponential backoff and jitter."""
-
-    #: Attempts per query, the first included.
-    attempts: int = 3
-    #: Backoff before the second attempt (then multiplied by ``multiplier`` each time).
-    base_delay: float = 0.05
-    multiplier: float = 2.0
-    #: Upper bound of one backoff.
-    max_delay: float = 1.0
-
-    def delay(self, retry: int, jitter: float) -> float:
-        """Backoff before retry number ``retry`` (0-based): half fixed, half random ("equal jitter").
-
-        >>> RetryPolicy().delay(0, 0.0), RetryPolicy().delay(1, 1.0), RetryPolicy().delay(9, 1.0)
-        (0.025, 0.1, 1.0)
-        """
-        cap = min(self.max_delay, self.base_delay * self.multiplier**retry)
-        return cap / 2 + jitter * cap / 2
-
-
-@dataclass(frozen=True)
-class BreakerPolicy:
-    """When the circuit breaker opens and for how long."""
-
-    #: Consecutive failed attempts (unreachable, timeout, server error) that open the circuit.
-    failure_threshold: int = 5
-    #: Seconds the circuit stays open before one trial request is let through (half-open).
-    open_seconds: float = 5.0
-
-
-class BreakerState(enum.StrEnum):
-    CLOSED = "closed"
-    OPEN = "open"
-    HALF_OPEN = "half-open"
-
-
-class CircuitBreaker:
-    """Closed -> open after N consecutive failures -> half-open after a while -> closed on success."""
-
-    def __init__(self, policy: BreakerPolicy, clock: Callable[[], float]) -> None:
-        self._policy = policy
-        self._clock = clock
-        self._failures = 0
-        self._opened_at: float | None = None
-        self._trial_in_flight = False
-
-    @property
-    def state(self) -> BreakerState:
-        if self._opened_at is None:
-            return BreakerState.CLOSED
-        if self._clock() - self._opened_at >= self._policy.open_seconds:
-            return BreakerState.HALF_OPEN
-        return BreakerState.OPEN
-
-    @property
-    def consecutive_failures(self) -> int:
-        return self._failures
-
-    def acquire(self) -> bool:
-        """Let a request through or raise :class:`CircuitOpen`; ``True`` when it is the trial."""
-        state = self.state
-        if state is BreakerState.CLOSED:
-            return False
-        if state is BreakerState.HALF_OPEN and not self._trial_in_flight:
-            self._trial_in_flight = True
-            return True
-        assert self._opened_at is not None
-        wait = max(0.0, self._policy.open_seconds - (self._clock() - self._opened_at))
-        raise CircuitOpen(
-            f"circuit open after {self._failures} consecutive failures; "
-            + (f"next trial in {wait:.1f}s" if state is BreakerState.OPEN else "a trial request is in flight")
-        )
-
-    def succeeded(self, trial: bool) -> None:
-        self._failures = 0
-        self._opened_at = None
-        if trial:
-            self._trial_in_flight = False
-
-    def failed(self, trial: bool) -> None:
-        self._failures += 1
-        if trial:
-            self._trial_in_flight = False
-            self._opened_at = self._clock()
-        elif self._opened_at is None and self._failures >= self._policy.failure_threshold:
-            self._opened_at = self._clock()
-
-    def abandoned(self, trial: bool) -> None:
-        """The request was cancelled: it proves nothing either way."""
-        if trial:
-            self._trial_in_flight = False
 
 
 # ---------------------------------------------------------------------------------------- parsing
@@ -346,7 +260,8 @@ class _Entry:
 class PrometheusClient:
     """One per operator process: an aiohttp session, a breaker per URL, the per-tick cache.
 
-    ``clock``, ``sleep`` and ``jitter`` are injectable for tests.
+    ``clock``, ``sleep`` and ``jitter`` are injectable for tests; ``telemetry`` counts requests
+    and errors (``jeffrey_prometheus_*``).
     """
 
     def __init__(
@@ -358,9 +273,11 @@ class PrometheusClient:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         jitter: Callable[[], float] = random.random,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.retry = retry or RetryPolicy()
         self.breaker_policy = breaker or BreakerPolicy()
+        self.telemetry: Telemetry = telemetry or NoTelemetry()
         self._session = session
         self._own_session = session is None
         self._clock = clock
@@ -395,7 +312,7 @@ class PrometheusClient:
         """The breaker of one Prometheus URL (created closed)."""
         key = url.rstrip("/")
         if key not in self._breakers:
-            self._breakers[key] = CircuitBreaker(self.breaker_policy, self._clock)
+            self._breakers[key] = self.breaker_policy.build(self._clock)
         return self._breakers[key]
 
     async def query(self, endpoint: Endpoint, promql: str, *, tick: Tick | None = None) -> tuple[Series, ...]:
@@ -444,30 +361,30 @@ class PrometheusClient:
         retry = 0
         while True:
             try:
-                trial = breaker.acquire()
-            except CircuitOpen:
-                metrics.record_prometheus_error(CircuitOpen.reason)
-                raise
+                breaker.check()
+            except resilience.CircuitOpen as err:
+                self.telemetry.record_prometheus_error(CircuitOpen.reason)
+                raise CircuitOpen(str(err), err.last_error) from err.last_error
             try:
                 series = await self._attempt(endpoint, promql, deadline)
             except PrometheusUnavailable as err:
-                breaker.failed(trial)
-                metrics.record_prometheus_error(err.reason)
-                delay = self.retry.delay(retry, self._jitter())
+                breaker.record_failure(err)
+                self.telemetry.record_prometheus_error(err.reason)
+                delay = self.retry.delay(retry, self._jitter)
                 retry += 1
                 if not err.retryable or retry >= self.retry.attempts or self._clock() + delay >= deadline:
                     raise
                 await self._sleep(delay)
                 continue
             except (BadQuery, NoData) as err:
-                breaker.succeeded(trial)  # Prometheus answered: it is up
+                breaker.record_success()  # Prometheus answered: it is up
                 if isinstance(err, BadQuery):
-                    metrics.record_prometheus_error(err.reason)
+                    self.telemetry.record_prometheus_error(err.reason)
                 raise
             except BaseException:
-                breaker.abandoned(trial)
+                breaker.record_abandoned()
                 raise
-            breaker.succeeded(trial)
+            breaker.record_success()
             return series
 
     async def _attempt(self, endpoint: Endpoint, promql: str, deadline: float) -> tuple[Series, ...]:
@@ -495,7 +412,7 @@ class PrometheusClient:
         except (aiohttp.ClientError, OSError) as err:
             raise Unreachable(f"{endpoint.url} unreachable: {err or type(err).__name__}") from None
         finally:
-            metrics.observe_prometheus_query(time.perf_counter() - started)
+            self.telemetry.observe_prometheus_query(time.perf_counter() - started)
         return parse_response(status, body)
 
 

@@ -32,9 +32,16 @@ from redis.exceptions import RedisError, WatchError
 
 from jeffrey_operator.adapters.redis.connection import TRANSIENT_ERRORS, open_redis, redact_url
 from jeffrey_operator.adapters.redis.keys import DEFAULT_KEY_PREFIX, StateKeys, validate_key_prefix
-from jeffrey_operator.adapters.resilience import CircuitBreaker, RetryPolicy, backoff_delay
+from jeffrey_operator.adapters.resilience import CircuitBreaker, RetryPolicy, backoff_delay, describe_error
 from jeffrey_operator.core.models import JeffreyIntegrationStatus, Level, Transition
-from jeffrey_operator.core.ports import Clock, StateStoreStale, StateStoreUnavailable, SystemClock
+from jeffrey_operator.core.ports import (
+    Clock,
+    NoTelemetry,
+    StateStoreStale,
+    StateStoreUnavailable,
+    SystemClock,
+    Telemetry,
+)
 from jeffrey_operator.core.state_schema import (
     F_BUS_MAX_RATE,
     F_GENERATION,
@@ -204,6 +211,11 @@ def _transition_args(transitions: Sequence[Transition]) -> list[str]:
     return args
 
 
+#: Store calls: a second attempt gets past a pooled connection that a Redis restart left broken;
+#: each call is bounded (2 s, all attempts included) so the loop never waits long on Redis.
+STORE_RETRY = RetryPolicy(attempts=3, base_delay=0.02, max_delay=0.2, deadline=2.0)
+
+
 class RedisStateStore:
     """Mirrors JeffreyIntegration status into Redis; see the module docstring and
     ``docs/state-store.md``. One instance serves every integration of the operator.
@@ -227,6 +239,7 @@ class RedisStateStore:
         retry: RetryPolicy | None = None,
         breaker: CircuitBreaker | None = None,
         clock: Clock | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         if history_maxlen < 1:
             raise ValueError("history_maxlen must be at least 1")
@@ -234,7 +247,7 @@ class RedisStateStore:
         self._prefix = validate_key_prefix(key_prefix)
         self._maxlen = history_maxlen
         self._display_url = redact_url(display_url)
-        self._retry = retry or RetryPolicy()
+        self._retry = retry or STORE_RETRY
         self._breaker = breaker or CircuitBreaker()
         self._clock: Clock = clock or SystemClock()
         self._publish_script = client.register_script(_PUBLISH_LUA)
@@ -242,7 +255,8 @@ class RedisStateStore:
         #: (namespace, name) -> a seq the store is known to have recorded: publish sends only the
         #: transitions above it (the script asks for the rest when the store is behind).
         self._recorded_seq: dict[tuple[str, str], int] = {}
-        self._last_error = ""
+        #: ``jeffrey_state_store_up`` follows every call's outcome.
+        self._telemetry: Telemetry = telemetry or NoTelemetry()
 
     @classmethod
     def from_settings(
@@ -257,6 +271,7 @@ class RedisStateStore:
         retry: RetryPolicy | None = None,
         breaker: CircuitBreaker | None = None,
         clock: Clock | None = None,
+        telemetry: Telemetry | None = None,
     ) -> RedisStateStore:
         """Connect (lazily) to ``url`` (``redis://``, ``rediss://``, ``unix://``) with ``password`` (from
         ``JEFFREY_REDIS_PASSWORD``; used when the URL carries none). Raises :class:`ValueError`
@@ -270,6 +285,7 @@ class RedisStateStore:
             retry=retry,
             breaker=breaker,
             clock=clock,
+            telemetry=telemetry,
         )
 
     def __repr__(self) -> str:
@@ -550,15 +566,20 @@ class RedisStateStore:
             f"Redis at {self._display_url} is unavailable: {self._last_error}"
         ) from last
 
+    @property
+    def _last_error(self) -> str:
+        return describe_error(self._breaker.last_error)
+
     def _succeeded(self) -> None:
         if self._breaker.state != "closed":
             log.info("state store %s is reachable again", self._display_url)
         self._breaker.record_success()
+        self._telemetry.set_state_store_up(True)
 
     def _failed(self, what: str, exc: BaseException | None) -> None:
         was = self._breaker.state
-        self._last_error = f"{type(exc).__name__}: {exc}" if exc else "unknown error"
-        self._breaker.record_failure()
+        self._breaker.record_failure(exc or TimeoutError(f"{what} gave no answer"))
+        self._telemetry.set_state_store_up(False)
         if was == "closed" and self._breaker.state == "open":
             log.warning(
                 "state store %s unavailable (%s during %s); failing fast for %.1fs",
