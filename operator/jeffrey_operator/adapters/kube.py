@@ -1,17 +1,24 @@
 """The Kubernetes adapter: the only module that calls the API (besides kopf itself).
 
 It turns Deployment bodies into :class:`~jeffrey_operator.core.ports.DeploymentObservation`, scales
-Deployments, and patches the JeffreyIntegration status. It decides nothing.
+and labels Deployments, patches the JeffreyIntegration status, reads and writes Leases, and
+lists + watches Deployments by label selector (:class:`DeploymentWatch`). It decides nothing.
+Bodies are read as raw JSON (``_preload_content=False``): the client's model classes cost more
+CPU than everything else the operator does with an event.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
+from jeffrey_operator.adapters.resilience import Backoff
 from jeffrey_operator.core.models import GROUP, PLURAL, VERSION
 from jeffrey_operator.core.ports import DeploymentObservation, NoTelemetry, Telemetry
 
@@ -47,6 +54,12 @@ def observe_deployment(body: Mapping[str, Any]) -> DeploymentObservation:
         generation=int(meta.get("generation") or 1),
         observed_generation=int(status.get("observedGeneration") or 0),
     )
+
+
+def resource_version(body: Mapping[str, Any]) -> int:
+    """``metadata.resourceVersion`` as a number (0 when absent or not a number)."""
+    text = str((body.get("metadata") or {}).get("resourceVersion") or "")
+    return int(text) if text.isdigit() else 0
 
 
 def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
@@ -112,15 +125,84 @@ class Kube:
                 raise KubeError(0, "Unreachable", str(exc)) from exc
             raise
 
-    async def scale(self, namespace: str, name: str, replicas: int) -> None:
+    async def patch_deployment(self, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
+        """A merge patch of one Deployment; returns the Deployment as the API server stored it."""
         import kubernetes
 
         apps = kubernetes.client.AppsV1Api(self.client)
         self._count("patch", "deployments")
-        await self._call(apps.patch_namespaced_deployment, name, namespace, {"spec": {"replicas": replicas}})
+        response = await self._call(
+            apps.patch_namespaced_deployment, name, namespace, dict(patch), _preload_content=False
+        )
+        return dict(json.loads(response.data))
+
+    async def scale(
+        self, namespace: str, name: str, replicas: int, *, labels: Mapping[str, str | None] | None = None
+    ) -> dict[str, Any]:
+        """Set ``spec.replicas`` (and, in the same write, ``labels``: None removes one)."""
+        patch: dict[str, Any] = {"spec": {"replicas": replicas}}
+        if labels:
+            patch["metadata"] = {"labels": dict(labels)}
+        return await self.patch_deployment(namespace, name, patch)
+
+    async def label_deployment(
+        self, namespace: str, name: str, labels: Mapping[str, str | None]
+    ) -> dict[str, Any]:
+        """Set (or, with None, remove) labels of one Deployment."""
+        return await self.patch_deployment(namespace, name, {"metadata": {"labels": dict(labels)}})
+
+    def list_deployments_raw(self, namespace: str | None, timeout: float, **query: Any) -> Any:
+        """List (or, with ``watch=True``, watch) Deployments; the raw HTTP response (blocking:
+        for :class:`DeploymentWatch`'s thread)."""
+        import kubernetes
+
+        apps = kubernetes.client.AppsV1Api(self.client)
+        options = {"_preload_content": False, "_request_timeout": timeout, **query}
+        if namespace:
+            return apps.list_namespaced_deployment(namespace, **options)
+        return apps.list_deployment_for_all_namespaces(**options)
+
+    # ----------------------------------------------------------------------------- leases
+    async def read_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
+        import kubernetes
+
+        api = kubernetes.client.CoordinationV1Api(self.client)
+        try:
+            response = await self._call(api.read_namespaced_lease, name, namespace, _preload_content=False)
+        except KubeError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return dict(json.loads(response.data))
+
+    async def create_lease(self, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        import kubernetes
+
+        api = kubernetes.client.CoordinationV1Api(self.client)
+        self._count("create", "leases")
+        response = await self._call(
+            api.create_namespaced_lease, namespace, dict(body), _preload_content=False
+        )
+        return dict(json.loads(response.data))
+
+    async def replace_lease(self, namespace: str, name: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """PUT with the body's resourceVersion: a 409 when someone else wrote it since it was read."""
+        import kubernetes
+
+        api = kubernetes.client.CoordinationV1Api(self.client)
+        self._count("update", "leases")
+        response = await self._call(
+            api.replace_namespaced_lease, name, namespace, dict(body), _preload_content=False
+        )
+        return dict(json.loads(response.data))
 
     async def read_deployment(self, namespace: str, name: str) -> DeploymentObservation | None:
-        """A live read (None when it does not exist): confirms what the watch cache says is missing."""
+        """A live read (None when it does not exist)."""
+        body = await self.read_deployment_body(namespace, name)
+        return None if body is None else observe_deployment(body)
+
+    async def read_deployment_body(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """A live read of a Deployment not in the watch's cache (None when it does not exist)."""
         import kubernetes
 
         apps = kubernetes.client.AppsV1Api(self.client)
@@ -130,9 +212,7 @@ class Kube:
             if exc.status == 404:
                 return None
             raise
-        import json
-
-        return observe_deployment(json.loads(body.data))
+        return dict(json.loads(body.data))
 
     async def patch_status(self, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
         import kubernetes
@@ -150,6 +230,21 @@ class Kube:
         )
         return dict(result) if isinstance(result, dict) else {}
 
+    async def read_integration(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """A live read of a JeffreyIntegration (None when it does not exist)."""
+        import kubernetes
+
+        api = kubernetes.client.CustomObjectsApi(self.client)
+        try:
+            result = await self._call(
+                api.get_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name
+            )
+        except KubeError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return dict(result)
+
     async def read_secret_key(self, namespace: str, name: str, key: str) -> str:
         """The decoded value of one key of a Secret (for Prometheus credentials)."""
         import base64
@@ -165,10 +260,142 @@ class Kube:
 
 
 def _api_message(exc: Any) -> str:
-    import json
-
     try:
         body = json.loads(exc.body or "{}")
         return str(body.get("message") or exc.reason)
     except (ValueError, TypeError, AttributeError):
         return str(getattr(exc, "reason", exc))
+
+
+# ------------------------------------------------------------------------------- watching
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    """One change of a watched object: ``ADDED``, ``MODIFIED``, ``DELETED``; or ``LISTED`` with
+    the whole list as ``body`` (objects not in it are gone)."""
+
+    type: str
+    body: Mapping[str, Any]
+
+
+class DeploymentWatch:
+    """List, then watch, Deployments matching ``selector`` in one namespace (None: all), in a
+    thread of its own (a watch blocks on its socket; it must not hold a worker of the event
+    loop's executor). Events go to ``deliver`` on ``loop``; ``contact`` is called after every
+    successful list or watch request (the liveness probe reads it).
+
+    On a broken stream it watches again from the last resourceVersion; on 410 Gone it lists
+    again (``deliver`` then gets the fresh list as one ``LISTED`` event).
+    """
+
+    def __init__(
+        self,
+        kube: Kube,
+        namespace: str | None,
+        selector: str,
+        *,
+        loop: asyncio.AbstractEventLoop,
+        deliver: Callable[[WatchEvent], None],
+        contact: Callable[[], None] = lambda: None,
+        timeout: int = 30,
+    ) -> None:
+        self.kube = kube
+        self.namespace = namespace
+        self.selector = selector
+        self._loop = loop
+        self._deliver = deliver
+        self._contact = contact
+        self._timeout = timeout
+        self._stopped = threading.Event()
+        self._response: Any = None
+        self._thread = threading.Thread(
+            target=self._main, name=f"watch-deployments-{namespace or 'all'}", daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        response = self._response
+        if response is not None:
+            try:
+                response.close()
+            except Exception as exc:  # closing a socket another thread reads: nothing to save
+                log.debug("closing the watch stream: %s", exc)
+
+    def _post(self, event: WatchEvent) -> None:
+        if not self._stopped.is_set():
+            try:
+                self._loop.call_soon_threadsafe(self._deliver, event)
+            except RuntimeError:  # the loop is closed: the operator is stopping
+                self._stopped.set()
+
+    def _touch(self) -> None:
+        try:
+            self._loop.call_soon_threadsafe(self._contact)
+        except RuntimeError:
+            self._stopped.set()
+
+    def _main(self) -> None:
+        from kubernetes.watch.watch import iter_resp_lines
+
+        backoff = Backoff(base=0.5, cap=30.0)
+        rv = ""
+        while not self._stopped.is_set():
+            try:
+                if not rv:
+                    response = self.kube.list_deployments_raw(
+                        self.namespace, 30, label_selector=self.selector
+                    )
+                    listed = json.loads(response.data)
+                    self._touch()
+                    self._post(WatchEvent("LISTED", listed))
+                    rv = str((listed.get("metadata") or {}).get("resourceVersion") or "")
+                self._response = self.kube.list_deployments_raw(
+                    self.namespace,
+                    self._timeout + 10,
+                    label_selector=self.selector,
+                    watch=True,
+                    resource_version=rv,
+                    allow_watch_bookmarks=True,
+                    timeout_seconds=self._timeout,
+                )
+                self._touch()
+                backoff.reset()
+                for line in iter_resp_lines(self._response):
+                    if self._stopped.is_set():
+                        break
+                    if not line:
+                        continue
+                    event = json.loads(line)
+                    kind = event.get("type")
+                    obj = event.get("object") or {}
+                    if kind == "ERROR":
+                        if obj.get("code") == 410:
+                            rv = ""  # too old: list again
+                            break
+                        raise KubeError(
+                            int(obj.get("code") or 0), str(obj.get("reason")), str(obj.get("message"))
+                        )
+                    rv = str((obj.get("metadata") or {}).get("resourceVersion") or rv)
+                    if kind in ("ADDED", "MODIFIED", "DELETED"):
+                        self._post(WatchEvent(str(kind), obj))
+                self._response = None
+                self._touch()
+            except Exception as exc:
+                self._response = None
+                if self._stopped.is_set():
+                    break
+                status = getattr(exc, "status", None)
+                if status == 410:
+                    rv = ""
+                delay = backoff.next()
+                log.warning(
+                    "watching Deployments (%s) failed: %s; again in %.1fs",
+                    self.namespace or "all namespaces",
+                    exc,
+                    delay,
+                )
+                self._stopped.wait(delay)

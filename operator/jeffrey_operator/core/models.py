@@ -23,6 +23,9 @@ PLURAL = "jeffreyintegrations"
 SINGULAR = "jeffreyintegration"
 SHORT_NAMES = ["ji"]
 RETRY_ANNOTATION = f"{GROUP}/retry"
+#: The label the operator puts on every Deployment it manages (value: the integration's name);
+#: removed when the integration releases it. The operator watches Deployments by this label.
+INTEGRATION_LABEL = f"{GROUP}/integration"
 #: How many transitions status keeps (enough to back-fill the Redis history after an outage).
 TRANSITIONS_KEPT = 50
 

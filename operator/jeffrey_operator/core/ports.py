@@ -109,6 +109,8 @@ class GateReport:
     #: False when the metrics source could not be asked (unreachable, timeout, error answers).
     source_available: bool = True
     message: str = ""
+    #: Seconds until a pending breach's ``for`` elapses: evaluate again then, not a tick later.
+    reevaluate_after: float | None = None
 
 
 class GatePort(Protocol):

@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from jeffrey_operator.core.observe import parse_status
 from jeffrey_operator.core.state_schema import HistoryEntry
 from jeffrey_operator.core.timestamps import format_time
-from jeffrey_operator.ctl.plan import parse_status
 from jeffrey_operator.ctl.render import HistoryRow
 
 __all__ = ["redis_history", "rows_from_entries", "rows_from_status"]

@@ -24,8 +24,9 @@ import yaml
 
 from jeffrey_operator import __version__
 from jeffrey_operator.core.models import PLURAL, JeffreyIntegrationSpec
+from jeffrey_operator.core.observe import parse_status
 from jeffrey_operator.ctl.client import Cluster, CtlError, connect
-from jeffrey_operator.ctl.plan import claims_of, make_plan, parse_status
+from jeffrey_operator.ctl.plan import claims_of, make_plan
 from jeffrey_operator.ctl.render import HistoryRow, render_history, render_plan, render_table, render_view
 from jeffrey_operator.ctl.view import StatusView, build_view
 

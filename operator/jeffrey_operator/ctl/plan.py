@@ -3,9 +3,11 @@
 The plan runs the operator's own decision (:func:`jeffrey_operator.core.engine.decide`) on what is
 observed now: the object's spec, status, generation and ``jeffreyos.io/retry`` annotation, and
 its Deployments as read from the API (through :func:`jeffrey_operator.adapters.kube.observe_deployment`,
-the operator's own adapter). There is one difference, and the output says so: ``plan`` does not
-query Prometheus. The gate report is rebuilt from the last gate results the operator wrote to
-``status.gates`` (with the gate port's own :func:`~jeffrey_operator.core.gates.evaluate.summarize`).
+the operator's own adapter), turned into an observation by the operator's own
+:func:`jeffrey_operator.core.observe.observe`. There is one difference, and the output says so:
+``plan`` does not query Prometheus. The gate report is rebuilt from the last gate results the
+operator wrote to ``status.gates`` (with the gate port's own
+:func:`~jeffrey_operator.core.gates.evaluate.summarize`).
 
 Worked example: status ``Validating LOOPS`` since 5 s, ``validationWindow: 3s``, every gate in
 status ``Pass``, every Deployment ready → the next phase is ``CoolingDown`` with ``currentLevel:
@@ -15,19 +17,15 @@ Nothing here writes anything: the caller only reads the API.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-
-from pydantic import ValidationError
 
 from jeffrey_operator.adapters.kube import merge_patch, observe_deployment
 from jeffrey_operator.core.engine import Decision, decide, decide_invalid, gate_mode
 from jeffrey_operator.core.gates.evaluate import summarize
 from jeffrey_operator.core.models import (
-    RETRY_ANNOTATION,
     ConditionStatus,
     JeffreyIntegrationSpec,
     JeffreyIntegrationStatus,
@@ -35,15 +33,9 @@ from jeffrey_operator.core.models import (
     Phase,
     Transition,
 )
-from jeffrey_operator.core.ports import (
-    MISSING,
-    DeploymentObservation,
-    Event,
-    GateMode,
-    GateReport,
-    Observation,
-)
-from jeffrey_operator.core.validation import Claim, claim_of, parse_spec, prior_claims
+from jeffrey_operator.core.observe import listed_deployments, observe, parse_status
+from jeffrey_operator.core.ports import Event, GateMode, GateReport
+from jeffrey_operator.core.validation import Claim, claim_of, parse_spec
 from jeffrey_operator.ctl.view import WaitView, waiting_for
 
 __all__ = ["Plan", "Scaling", "claims_of", "gate_report_from_status", "make_plan", "parse_status"]
@@ -131,32 +123,18 @@ class Plan:
         }
 
 
-def parse_status(raw: Any) -> JeffreyIntegrationStatus:
-    """The status as the operator reads it: unreadable or missing → empty (it starts afresh)."""
-    if not raw:
-        return JeffreyIntegrationStatus()
-    try:
-        return JeffreyIntegrationStatus.model_validate(dict(raw))
-    except (ValidationError, TypeError, ValueError):
-        return JeffreyIntegrationStatus()
-
-
-def claims_of(body: Mapping[str, Any], others: Sequence[Mapping[str, Any]]) -> dict[str, tuple[str, ...]]:
-    """Deployment → the other integrations of the namespace whose claim wins over this one
-    (the operator's rule: :func:`jeffrey_operator.core.validation.prior_claims`)."""
-    meta = body.get("metadata") or {}
-    namespace = str(meta.get("namespace", ""))
+def claims_of(body: Mapping[str, Any], others: Sequence[Mapping[str, Any]]) -> dict[str, list[Claim]]:
+    """Deployment → the claims of the other integrations of the namespace that list it (input to
+    :func:`jeffrey_operator.core.observe.observe`, which applies the operator's claims rule)."""
+    me = claim_of(body.get("metadata") or {})
     claims: dict[str, list[Claim]] = {}
     for other in others:
         claim = claim_of(other.get("metadata") or {})
-        for level in (other.get("spec") or {}).get("levels") or []:
-            for module in (level or {}).get("modules") or []:
-                deployment = (module or {}).get("deployment")
-                if isinstance(deployment, str):
-                    claims.setdefault(deployment, []).append(claim)
-    mine = claim_of(meta)
-    out = {deployment: prior_claims(mine, found, namespace) for deployment, found in claims.items()}
-    return {deployment: names for deployment, names in out.items() if names}
+        if claim == me:
+            continue
+        for deployment in listed_deployments(other):
+            claims.setdefault(deployment, []).append(claim)
+    return claims
 
 
 def gate_report_from_status(
@@ -180,24 +158,6 @@ def gate_report_from_status(
     return report, (
         f"from the last gate results in status ({report.verdict.value}); plan does not query Prometheus"
     )
-
-
-def _observations(
-    spec: JeffreyIntegrationSpec,
-    deployments: Mapping[str, Mapping[str, Any]],
-    claims: Mapping[str, tuple[str, ...]],
-) -> dict[str, DeploymentObservation]:
-    out: dict[str, DeploymentObservation] = {}
-    for ls in spec.levels:
-        for m in ls.modules:
-            body = deployments.get(m.deployment)
-            seen = (
-                observe_deployment(body)
-                if body is not None
-                else dataclasses.replace(MISSING, name=m.deployment)
-            )
-            out[m.deployment] = dataclasses.replace(seen, claimed_by=claims.get(m.deployment, ()))
-    return out
 
 
 def _why(
@@ -248,7 +208,7 @@ def make_plan(
     deployments: Mapping[str, Mapping[str, Any]],
     now: datetime.datetime,
     *,
-    claims: Mapping[str, tuple[str, ...]] | None = None,
+    claims: Mapping[str, Iterable[Claim]] | None = None,
 ) -> Plan:
     """The operator's next step for the JeffreyIntegration ``body``.
 
@@ -259,7 +219,6 @@ def make_plan(
     name = str(meta.get("name", ""))
     namespace = str(meta.get("namespace", ""))
     generation = int(meta.get("generation") or 1)
-    annotations = meta.get("annotations") or {}
     before = parse_status(body.get("status"))
     parsed = parse_spec(body.get("spec") or {})
     spec: JeffreyIntegrationSpec | None
@@ -272,18 +231,10 @@ def make_plan(
     else:
         spec = parsed
         report, note = gate_report_from_status(spec, before)
-        observed = _observations(spec, deployment_bodies, claims or {})
-        decision = decide(
-            spec,
-            before,
-            Observation(
-                generation=generation,
-                deployments=observed,
-                gates=report,
-                retry_token=str(annotations.get(RETRY_ANNOTATION, "") or ""),
-            ),
-            now,
-        )
+        seen = {name: observe_deployment(b) for name, b in deployment_bodies.items()}
+        observation = observe(body, spec, seen, claims or {}, report)
+        observed = observation.deployments
+        decision = decide(spec, before, observation, now)
         scalings = tuple(
             Scaling(a.deployment, a.level, observed[a.deployment].spec_replicas, a.replicas)
             for a in decision.actions

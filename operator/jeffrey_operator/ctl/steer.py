@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from jeffrey_operator.core.models import RETRY_ANNOTATION, Phase
+from jeffrey_operator.core.observe import parse_status
 from jeffrey_operator.core.timestamps import format_time
-from jeffrey_operator.ctl.plan import parse_status
 
 __all__ = [
     "ARGOCD_INSTANCE_LABEL",

@@ -1,4 +1,4 @@
-"""Assemble the operator: settings → adapters → kopf.
+"""Assemble the operator: settings → adapters → watches, work queue, leader election, kopf.
 
 Used by ``jeffrey-operator run``, the playground, the API-contract tests and the benchmark, so
 they all run the same operator.
@@ -7,6 +7,7 @@ they all run the same operator.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 from collections.abc import Awaitable, Callable
@@ -14,10 +15,13 @@ from typing import Any
 
 import kopf
 
-from jeffrey_operator.adapters.kube import Kube
+from jeffrey_operator.adapters.kube import DeploymentWatch, Kube, KubeError
 from jeffrey_operator.adapters.telemetry import OperatorTelemetry
+from jeffrey_operator.core.models import INTEGRATION_LABEL
 from jeffrey_operator.core.ports import Clock, GatePort, NoTelemetry, StateStorePort, SystemClock, Telemetry
-from jeffrey_operator.runtime.reconciler import OperatorContext
+from jeffrey_operator.runtime.health import Health, serve_health
+from jeffrey_operator.runtime.leader import LeaderElector
+from jeffrey_operator.runtime.reconciler import OperatorContext, reconcile
 from jeffrey_operator.runtime.settings import OperatorSettings
 
 log = logging.getLogger(__name__)
@@ -78,26 +82,106 @@ async def run_operator(
     ready_flag: asyncio.Event | None = None,
     login: Callable[..., Awaitable[Any]] | None = None,
 ) -> None:
-    """Run kopf with our handlers until ``stop_flag`` is set (or forever)."""
+    """Run the operator until ``stop_flag`` is set (or forever): the probes, the Deployment
+    watches, the Lease elector (with ``--peering``), the work queue's workers, and kopf (the
+    JeffreyIntegration watch)."""
     from jeffrey_operator.runtime import handlers
 
+    loop = asyncio.get_running_loop()
+    health = Health(settings.liveness_grace)
+    probes = await serve_health(health, settings.health_port) if settings.health_port else None
+    queue = ctx.start_queue()
+    scopes: list[str | None] = [None] if settings.all_namespaces else list(settings.namespaces)
+    pending = set(scopes)
+
+    def listed(scope: str | None) -> None:
+        pending.discard(scope)
+        health.synced = not pending
+
+    ctx.on_listed = listed
+    watches = [
+        DeploymentWatch(
+            ctx.kube,
+            scope,
+            INTEGRATION_LABEL,
+            loop=loop,
+            deliver=functools.partial(handlers.deployment_event, ctx, scope),
+            contact=health.contact,
+        )
+        for scope in scopes
+    ]
+    tasks: list[asyncio.Task[Any]] = []
+    elector: LeaderElector | None = None
+    if settings.peering:
+        ctx.leading = False
+        queue.pause(True)
+        elector = LeaderElector(
+            ctx.kube,
+            settings.lease_namespace,
+            settings.peering,
+            lease_duration=settings.lease_duration,
+            renew_deadline=settings.renew_deadline,
+            retry_period=settings.retry_period,
+            on_started=functools.partial(handlers.leadership_started, ctx),
+            on_stopped=functools.partial(handlers.leadership_stopped, ctx),
+            contact=health.contact,
+        )
+    else:
+        ctx.leading = True
+
+    def start_workers() -> None:
+        """Called from the first kopf event handler: tasks started there inherit kopf's context
+        (its Event poster needs it); without any JeffreyIntegration there is nothing to work on."""
+        work = queue.run(functools.partial(reconcile, ctx), settings.workers, expected=(KubeError,))
+        tasks.append(loop.create_task(work, name="jeffrey-workqueue"))
+
+    def start_background() -> None:
+        if elector is not None:
+            tasks.append(loop.create_task(elector.run(), name="jeffrey-leader-election"))
+        ping = getattr(ctx.store, "ping", None)
+        if ping is not None:
+            tasks.append(loop.create_task(_probe_store(ping, settings.state_store_probe)))
+        for watch in watches:
+            watch.start()
+
+    ctx.start_workers = start_workers
+    start_background()
     registry = kopf.OperatorRegistry()
     handlers.register(registry)
     # Credentials like kubectl (KUBECONFIG, ~/.kube/config, in-cluster) unless told otherwise:
     # the playground logs in to its emulator explicitly.
     kopf.on.login(registry=registry, id="login")(login or kopf.login_via_client)
-    liveness = f"http://0.0.0.0:{settings.health_port}/healthz" if settings.health_port else None
-    await kopf.operator(
-        registry=registry,
-        clusterwide=settings.all_namespaces,
-        namespaces=list(settings.namespaces),
-        standalone=settings.standalone,
-        peering_name=settings.peering,
-        liveness_endpoint=liveness,
-        memo=kopf.Memo(ctx=ctx, settings=settings),
-        stop_flag=stop_flag,
-        ready_flag=ready_flag,
-    )
+    try:
+        await kopf.operator(
+            registry=registry,
+            clusterwide=settings.all_namespaces,
+            namespaces=list(settings.namespaces),
+            # Leadership is the Lease's (runtime.leader); kopf's own peering stays off.
+            standalone=True,
+            memo=kopf.Memo(ctx=ctx, settings=settings),
+            stop_flag=stop_flag,
+            ready_flag=ready_flag,
+        )
+    finally:
+        for watch in watches:
+            watch.stop()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await ctx.close()
+        if probes is not None:
+            await probes.cleanup()
+
+
+async def _probe_store(ping: Callable[[], Awaitable[Any]], every: float) -> None:
+    """Ask the state store every ``every`` seconds, so ``jeffrey_state_store_up`` follows it even
+    when no status changes (the store's adapter sets the gauge on every call's outcome)."""
+    while True:
+        try:
+            await ping()
+        except Exception as exc:  # the outcome is in the gauge; the loop logs outages itself
+            log.debug("state store probe: %s", exc)
+        await asyncio.sleep(every)
 
 
 def serve_metrics(settings: OperatorSettings, ctx: OperatorContext) -> None:

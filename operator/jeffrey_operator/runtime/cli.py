@@ -64,13 +64,50 @@ def _parser() -> argparse.ArgumentParser:
     ha.add_argument(
         "--peering",
         metavar="NAME",
-        help="kopf peering object for high availability: with several replicas exactly one "
-        "acts (env JEFFREY_PEERING)",
+        help="high availability: the coordination.k8s.io/v1 Lease the replicas elect a leader "
+        "with; with several replicas exactly one acts (env JEFFREY_PEERING)",
     )
     ha.add_argument(
         "--standalone",
         action="store_true",
-        help="no peering: only for a single replica (the default without --peering)",
+        help="no leader election: only for a single replica (the default without --peering)",
+    )
+    run.add_argument(
+        "--lease-namespace",
+        metavar="NS",
+        help="namespace of the Lease (default env JEFFREY_LEASE_NAMESPACE or POD_NAMESPACE, else the "
+        "first --namespace, else default)",
+    )
+    run.add_argument(
+        "--lease-duration",
+        type=float,
+        metavar="SECONDS",
+        help="a standby takes the Lease after seeing it unchanged this long (default 8)",
+    )
+    run.add_argument(
+        "--renew-deadline",
+        type=float,
+        metavar="SECONDS",
+        help="the leader stops acting when it could not renew for this long (default 6)",
+    )
+    run.add_argument(
+        "--retry-period",
+        type=float,
+        metavar="SECONDS",
+        help="seconds between two attempts to acquire or renew the Lease (default 2)",
+    )
+    run.add_argument(
+        "--liveness-grace",
+        type=float,
+        metavar="SECONDS",
+        help="/healthz fails after this long without reaching the Kubernetes API "
+        "(default 60, env JEFFREY_LIVENESS_GRACE)",
+    )
+    run.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="integrations reconciled at the same time (default 8)",
     )
     run.add_argument(
         "--redis-url",
@@ -120,6 +157,12 @@ def settings_from_args(args: argparse.Namespace, env: dict[str, str] | None = No
         "redis_url",
         "redis_key_prefix",
         "history_length",
+        "lease_namespace",
+        "lease_duration",
+        "renew_deadline",
+        "retry_period",
+        "liveness_grace",
+        "workers",
     ):
         value = getattr(args, flag)
         if value is not None:
@@ -132,6 +175,8 @@ def settings_from_args(args: argparse.Namespace, env: dict[str, str] | None = No
     if args.standalone:
         values["peering"] = None
         values["standalone"] = True
+    if "lease_namespace" not in values and values.get("namespaces"):
+        values["lease_namespace"] = values["namespaces"][0]  # type: ignore[index]
     if isinstance(values.get("redis_password"), str):
         values["redis_password"] = SecretStr(str(values["redis_password"]))
     return OperatorSettings(**values)  # type: ignore[arg-type]

@@ -1,37 +1,50 @@
-"""kopf handlers: thin, each delegating to :mod:`jeffrey_operator.runtime.reconciler`.
+"""Event handlers: thin, each turning one event into work-queue keys (and nothing more).
 
-:func:`register` puts them in a registry (a fresh one per operator run, so tests, the playground
-and the benchmark can start the operator many times in one process).
+* :func:`integration_event` — kopf's watch of JeffreyIntegrations (registered by :func:`register`
+  in a fresh kopf registry per operator run, so tests, the playground and the benchmark can start
+  the operator many times in one process);
+* :func:`deployment_event` — the operator's own label-selected Deployment watch
+  (:class:`jeffrey_operator.adapters.kube.DeploymentWatch`);
+* :func:`leadership_started` / :func:`leadership_stopped` — the Lease elector.
+
+kopf keeps what it does well here: the CR watch (with its reconnects and backoff), logging and
+the Event posting queue. No kopf daemons or indices: one daemon per integration and an index of
+every Deployment in the cluster made every Deployment event cost work proportional to the number
+of integrations (see ``docs/architecture.md`` and ``docs/benchmarks.md``). No finalizer either:
+releasing Deployments is level-based (on the DELETED event, and a sweep when leadership starts),
+so deleting a JeffreyIntegration never hangs on a stopped operator.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from typing import Any
 
 import kopf
 
-from jeffrey_operator.adapters.kube import observe_deployment
-from jeffrey_operator.core.models import GROUP, PLURAL, VERSION
+from jeffrey_operator.adapters.kube import KubeError, WatchEvent
+from jeffrey_operator.core.models import GROUP, PLURAL, RETRY_ANNOTATION, VERSION
 from jeffrey_operator.core.ports import Event
-from jeffrey_operator.core.validation import claim_of
-from jeffrey_operator.runtime.reconciler import IntegrationLoop, OperatorContext, run_loop
+from jeffrey_operator.runtime.reconciler import OperatorContext, release_deployment
+from jeffrey_operator.runtime.routing import Key, seen_of
+
+log = logging.getLogger(__name__)
 
 #: Where kopf keeps its own bookkeeping: annotations, never our status (whose schema prunes it).
 ANNOTATION_PREFIX = "jeffreyos.io"
 FINALIZER = f"{ANNOTATION_PREFIX}/finalizer"
 
-
 _CHATTY = {
     f"Handler '{name}' succeeded."
-    for name in ("deployments", "claims", "deployment_changed", "integration_changed")
+    for name in ("deployments", "claims", "deployment_changed", "integration_changed", "integration_event")
 }
 
 
 class QuietWakeups(logging.Filter):
-    """Drop kopf's INFO line for every Deployment/JeffreyIntegration watch event that only
-    refreshes an index or wakes a loop: thousands a minute, and no information."""
+    """Drop kopf's INFO line for every JeffreyIntegration watch event that only feeds the work
+    queue: thousands a minute, and no information."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         return record.levelno > logging.INFO or record.getMessage() not in _CHATTY
@@ -48,7 +61,7 @@ def post_event(body: Mapping[str, Any], event: Event) -> None:
     kopf.event(body, type=event.type, reason=event.reason, message=event.message[:1024])  # type: ignore[arg-type]
 
 
-def configure(settings: kopf.OperatorSettings, *, peering_priority: int = 0) -> None:
+def configure(settings: kopf.OperatorSettings) -> None:
     """kopf settings, each with its reason."""
     # Progress and diff-base in annotations: status belongs to the CRD schema.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ANNOTATION_PREFIX)
@@ -61,92 +74,146 @@ def configure(settings: kopf.OperatorSettings, *, peering_priority: int = 0) -> 
     # Watches are re-established well before typical load-balancer idle timeouts.
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
-    # A stopping daemon finishes its current API call; a deletion waits at most this long.
+    # Event handlers only feed the work queue; a few workers are plenty.
     settings.execution.max_workers = 20
-    # Peers are considered gone after this long without a heartbeat (HA fail-over time).
-    settings.peering.lifetime = 30
-    # With several replicas the highest priority acts; equal priorities would all pause.
-    settings.peering.priority = peering_priority
 
 
-def _startup(*, settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+def _startup(*, settings: kopf.OperatorSettings, **_: Any) -> None:
     quiet_kopf_logs()
-    operator_settings = getattr(memo, "settings", None)
-    configure(settings, peering_priority=getattr(operator_settings, "peering_priority", 0))
+    configure(settings)
 
 
-async def deployments(*, body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Any, Any]:
-    """(namespace, name) → what the engine needs of a Deployment."""
-    return {(namespace or "", name): observe_deployment(body)}
+# ------------------------------------------------------------------------ JeffreyIntegrations
 
 
-async def deployment_changed(*, namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
-    """Wake the integrations that list this Deployment. Event handlers run after kopf updated
-    its indices (deletions included), so the woken loop reads the fresh observation."""
+def _inputs(body: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What a reconcile reads of the object besides the status it wrote itself."""
+    meta = body.get("metadata") or {}
+    annotations = meta.get("annotations") or {}
+    return (meta.get("uid"), meta.get("generation"), annotations.get(RETRY_ANNOTATION))
+
+
+def integration_event(ctx: OperatorContext, event_type: str | None, body: Mapping[str, Any]) -> None:
+    """A JeffreyIntegration was listed, added, changed or deleted: queue it and the integrations
+    sharing a Deployment with it. A change of status only (the operator's own write coming back)
+    queues nothing."""
+    meta = body.get("metadata") or {}
+    key: Key = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+    if event_type == "DELETED":
+        for other in ctx.integrations.remove(key):
+            ctx.wake(other)
+        ctx.loops.pop(key, None)
+        if ctx.queue is not None:
+            ctx.queue.discard(key)
+        ctx.telemetry.forget(*key)
+        if ctx.leading:
+            ctx.spawn(forget_integration(ctx, key))
+        return
+    before = ctx.integrations.bodies.get(key)
+    wake = ctx.integrations.upsert(key, body)
+    if before is not None and key in ctx.loops and _inputs(before) == _inputs(body):
+        wake.discard(key)
+    for k in wake:
+        ctx.wake(k)
+
+
+async def forget_integration(ctx: OperatorContext, key: Key) -> None:
+    """A deleted integration: release its Deployments, drop it from the state store."""
+    namespace, name = key
+    for deployment in ctx.deployments.owned_by(namespace, name):
+        await release_deployment(ctx, namespace, deployment)
+    try:
+        await ctx.store.forget(namespace, name)
+    except Exception as exc:
+        log.warning("could not remove %s/%s from the state store: %s", namespace, name, exc)
+
+
+async def _on_integration(
+    *, type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any
+) -> None:  # kopf passes the event type as ``type``
     ctx: OperatorContext | None = getattr(memo, "ctx", None)
     if ctx is not None:
-        ctx.wake_deployment(namespace or "", name)
+        ctx.ensure_workers()  # here, in kopf's context (see OperatorContext.ensure_workers)
+        integration_event(ctx, type, body)
 
 
-async def integration_changed(
-    *, body: kopf.Body, namespace: str | None, name: str, memo: kopf.Memo, **_: Any
-) -> None:
-    """Wake this integration's loop, and those sharing a Deployment with it (claims changed)."""
-    ctx: OperatorContext | None = getattr(memo, "ctx", None)
-    if ctx is None:
+# ---------------------------------------------------------------------------------- Deployments
+
+
+def deployment_event(ctx: OperatorContext, scope: str | None, event: WatchEvent) -> None:
+    """A managed Deployment changed: update the cache; queue the integrations listing it, and
+    only when what the engine sees of it changed."""
+    if event.type == "LISTED":
+        listed = {}
+        for item in event.body.get("items") or []:
+            seen = seen_of(item, watched=True)
+            listed[(str((item.get("metadata") or {}).get("namespace") or ""), seen.observation.name)] = seen
+        for key in ctx.deployments.watched_keys(scope):
+            if key not in listed:
+                ctx.deployments.drop(*key)
+                _route(ctx, *key)
+        for (namespace, name), seen in listed.items():
+            if not ctx.deployments.same(namespace, name, seen):
+                ctx.deployments.put(namespace, name, seen)
+                _route(ctx, namespace, name)
+        ctx.listed(scope)
         return
-    ns = namespace or ""
-    ctx.wake((ns, name))
-    for _, deployment in _claimed(body, ns, name):
-        ctx.wake_deployment(ns, deployment)
+    meta = event.body.get("metadata") or {}
+    namespace, name = str(meta.get("namespace") or ""), str(meta.get("name") or "")
+    seen = seen_of(event.body, watched=True)
+    if event.type == "DELETED" or not seen.owner:  # deleted, or released (no longer selected)
+        if ctx.deployments.get(namespace, name) is None:
+            return
+        ctx.deployments.drop(namespace, name)
+    elif ctx.deployments.same(namespace, name, seen) or not ctx.deployments.put(namespace, name, seen):
+        return
+    _route(ctx, namespace, name)
 
 
-async def claims(*, body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Any, Any]:
-    """(namespace, Deployment) → (creationTimestamp, name, uid) of each integration listing it."""
-    return _claimed(body, namespace or "", name)
+def _route(ctx: OperatorContext, namespace: str, name: str) -> None:
+    for key in ctx.integrations.listing(namespace, name):
+        ctx.wake(key)
 
 
-def _claimed(body: kopf.Body, ns: str, name: str) -> dict[Any, Any]:
-    claim = claim_of(body.get("metadata") or {})
-    out: dict[Any, Any] = {}
-    for level in (body.get("spec") or {}).get("levels") or []:
-        for module in (level or {}).get("modules") or []:
-            deployment = (module or {}).get("deployment")
-            if isinstance(deployment, str):
-                out[(ns, deployment)] = claim
-    return out
+# ------------------------------------------------------------------------------- leadership
 
 
-async def integration(
-    *,
-    body: kopf.Body,
-    namespace: str | None,
-    name: str,
-    stopped: kopf.DaemonStopped,
-    memo: kopf.Memo,
-    **kwargs: Any,
-) -> None:
-    """The level-based loop of one JeffreyIntegration (kopf passes the indices as kwargs)."""
-    ctx: OperatorContext = memo.ctx
-    namespace = namespace or ""
-    loop = IntegrationLoop(
-        ctx=ctx,
-        namespace=namespace,
-        name=name,
-        deployments_index=kwargs["deployments"],
-        claims_index=kwargs["claims"],
-    )
-    try:
-        await run_loop(loop, body, stopped)
-    finally:
-        if stopped.reason is not None and stopped.reason & kopf.DaemonStoppingReason.RESOURCE_DELETED:
-            ctx.telemetry.forget(namespace, name)
-            try:
-                await ctx.store.forget(namespace, name)
-            except Exception:
-                logging.getLogger(__name__).warning(
-                    "could not remove %s/%s from the state store", namespace, name
-                )
+def leadership_started(ctx: OperatorContext) -> None:
+    """This replica acts from now on: forget what it held (another leader may have acted), queue
+    every integration, and release Deployments whose integration is gone."""
+    ctx.leading = True
+    ctx.loops.clear()
+    if ctx.queue is not None:
+        for key in list(ctx.integrations.bodies):
+            ctx.queue.add(key)
+        ctx.queue.pause(False)
+    ctx.spawn(sweep_orphans(ctx))
+
+
+def leadership_stopped(ctx: OperatorContext) -> None:
+    ctx.leading = False
+    if ctx.queue is not None:
+        ctx.queue.pause(True)
+
+
+async def sweep_orphans(ctx: OperatorContext, delay: float = 5.0) -> None:
+    """Release Deployments labelled for an integration that no longer exists (deleted while no
+    replica was leading). Confirmed with a live read: kopf's list may still be arriving."""
+    await asyncio.sleep(delay)
+    for (namespace, deployment), owner in sorted(ctx.deployments.owners().items()):
+        if not ctx.leading:
+            return
+        if (namespace, owner) in ctx.integrations.bodies:
+            continue
+        try:
+            if await ctx.kube.read_integration(namespace, owner) is None:
+                log.info("releasing %s/%s: its integration %s is gone", namespace, deployment, owner)
+                await release_deployment(ctx, namespace, deployment)
+        except KubeError as exc:
+            log.warning("checking the owner of %s/%s failed: %s", namespace, deployment, exc)
+
+
+# ------------------------------------------------------------------------------------ kopf
 
 
 async def _cleanup(*, memo: kopf.Memo, **_: Any) -> None:
@@ -157,11 +224,7 @@ async def _cleanup(*, memo: kopf.Memo, **_: Any) -> None:
 
 
 def register(registry: kopf.OperatorRegistry) -> None:
-    """Register every handler of the operator in ``registry``."""
+    """Register every kopf handler of the operator in ``registry``."""
     kopf.on.startup(registry=registry, id="configure")(_startup)
     kopf.on.cleanup(registry=registry, id="close-adapters")(_cleanup)
-    kopf.index("apps", "v1", "deployments", registry=registry)(deployments)
-    kopf.index(GROUP, VERSION, PLURAL, registry=registry)(claims)
-    kopf.on.event("apps", "v1", "deployments", registry=registry)(deployment_changed)
-    kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)(integration_changed)
-    kopf.daemon(GROUP, VERSION, PLURAL, registry=registry, cancellation_timeout=10.0)(integration)
+    kopf.on.event(GROUP, VERSION, PLURAL, registry=registry, id="integration_event")(_on_integration)

@@ -1,17 +1,20 @@
-"""One integration's control loop: observe → decide → act, run by a kopf daemon.
+"""One integration's reconcile: observe → decide → act, run by the work queue's workers.
 
-The loop wakes when the JeffreyIntegration or one of its Deployments changes, when a deadline
-the engine asked for comes, and every ``analysis.interval`` while gates apply. It writes status
-only when something changed, so at steady state it makes no API writes.
+:func:`reconcile` is the queue's handler. For one key it reads the JeffreyIntegration body from
+memory (kopf's watch keeps it fresh), observes its Deployments (the label-selected watch's cache,
+or a live read for one not labelled yet), asks the gates, calls the pure
+:func:`~jeffrey_operator.core.engine.decide`, and acts: scale (labelling the Deployment in the
+same write), write status (only when something changed: no API writes at steady state), post
+Events, mirror to the state store. It returns when to look again (the engine's deadline, the gate
+tick, the end of a gate's ``for``), which the queue turns into a delayed add.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,12 +22,18 @@ from pydantic import ValidationError
 
 from jeffrey_operator.adapters.kube import Kube, KubeError, merge_patch
 from jeffrey_operator.adapters.prometheus.gates import next_tick_delay
+from jeffrey_operator.adapters.resilience import Backoff
 from jeffrey_operator.core import conditions as c
 from jeffrey_operator.core.durations import parse_duration
 from jeffrey_operator.core.engine import Decision, decide, decide_invalid, gate_mode
-from jeffrey_operator.core.models import RETRY_ANNOTATION, JeffreyIntegrationSpec, JeffreyIntegrationStatus
+from jeffrey_operator.core.models import (
+    INTEGRATION_LABEL,
+    JeffreyIntegrationSpec,
+    JeffreyIntegrationStatus,
+    Phase,
+)
+from jeffrey_operator.core.observe import observe, parse_status
 from jeffrey_operator.core.ports import (
-    MISSING,
     Clock,
     DeploymentObservation,
     Event,
@@ -35,7 +44,6 @@ from jeffrey_operator.core.ports import (
     NoGates,
     NoStateStore,
     NoTelemetry,
-    Observation,
     StateStorePort,
     StateStoreStale,
     StateStoreUnavailable,
@@ -43,19 +51,22 @@ from jeffrey_operator.core.ports import (
     Telemetry,
 )
 from jeffrey_operator.core.timestamps import format_time, parse_time
-from jeffrey_operator.core.validation import Claim, claim_of, parse_spec, prior_claims
+from jeffrey_operator.core.validation import parse_spec
+from jeffrey_operator.runtime.routing import Deployments, Integrations, Key, Seen, seen_of
+from jeffrey_operator.runtime.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
 
-Key = tuple[str, str]
-
-
 EventSink = Callable[[Mapping[str, Any], Event], None]
+
+#: A live read of a listed Deployment that is not labelled (hence not watched) yet is trusted
+#: this long; the operator labels it when it first scales it, or when the integration is Stable.
+UNWATCHED_TTL = 300.0
 
 
 @dataclass
 class OperatorContext:
-    """Everything the handlers share; lives in kopf's operator memo (one per process)."""
+    """Everything the reconciles share (one per operator process)."""
 
     kube: Kube
     gates: GatePort = field(default_factory=NoGates)
@@ -65,17 +76,51 @@ class OperatorContext:
     emit: EventSink | None = None
     #: Refresh gate values in status at most this often when nothing else changed.
     gate_status_refresh: float = 60.0
-    #: Integration → event that wakes its loop.
-    wakers: dict[Key, asyncio.Event] = field(default_factory=dict)
-    #: (namespace, Deployment) → integrations that list it.
-    refs: dict[Key, set[Key]] = field(default_factory=dict)
+    #: The JeffreyIntegrations and who lists which Deployment.
+    integrations: Integrations = field(default_factory=Integrations)
+    #: The managed Deployments (label-selected watch) and live reads of not-yet-labelled ones.
+    deployments: Deployments = field(default_factory=Deployments)
+    #: The per-integration state kept between reconciles (in memory only).
+    loops: dict[Key, IntegrationLoop] = field(default_factory=dict)
+    #: The work queue; created in the operator's event loop by :meth:`start_queue`.
+    queue: WorkQueue[Key] | None = None
+    #: False on a standby replica (the Lease is another's): nothing is reconciled.
+    leading: bool = True
+    #: Called with the scope (namespace, None: all) when a Deployment list has been delivered.
+    on_listed: Callable[[str | None], None] | None = None
+    #: Starts the work queue's workers; called once, from a kopf handler (see ensure_workers).
+    start_workers: Callable[[], None] | None = None
+    _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    def start_queue(self) -> WorkQueue[Key]:
+        if self.queue is None:
+            self.queue = WorkQueue()
+        return self.queue
+
+    def ensure_workers(self) -> None:
+        """Start the workers on the first call. kopf's Event poster reads context variables that
+        only kopf's own tasks carry; tasks created inside a kopf handler inherit them."""
+        start, self.start_workers = self.start_workers, None
+        if start is not None:
+            start()
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run ``coro`` in the background (kept referenced until it ends)."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def listed(self, scope: str | None) -> None:
+        if self.on_listed is not None:
+            self.on_listed(scope)
 
     def wake(self, key: Key) -> None:
-        event = self.wakers.get(key)
-        if event is not None:
-            event.set()
+        if self.queue is not None:
+            self.queue.add(key)
 
     async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
         for adapter in (self.gates, self.store):
             closer = getattr(adapter, "close", None) or getattr(adapter, "aclose", None)
             if closer is not None:
@@ -83,21 +128,6 @@ class OperatorContext:
                     await closer()
                 except Exception as exc:
                     log.debug("closing %r failed: %s", adapter, exc)
-
-    def track(self, key: Key, old: set[Key], new: set[Key]) -> None:
-        """Record which Deployments ``key`` lists now (O(changes), not O(all references))."""
-        for ref in old - new:
-            users = self.refs.get(ref)
-            if users is not None:
-                users.discard(key)
-                if not users:
-                    del self.refs[ref]
-        for ref in new - old:
-            self.refs.setdefault(ref, set()).add(key)
-
-    def wake_deployment(self, namespace: str, name: str) -> None:
-        for key in self.refs.get((namespace, name), ()):
-            self.wake(key)
 
 
 def status_patch(
@@ -122,84 +152,93 @@ def _gate_port(ctx: OperatorContext, spec: JeffreyIntegrationSpec) -> GatePort:
     return ctx.gates if (spec.gates or spec.default_gates) else NoGates()
 
 
+def _backoff() -> Backoff:
+    return Backoff(base=1.0, cap=30.0)
+
+
 @dataclass
 class IntegrationLoop:
-    """The state of one integration's daemon between iterations (in memory only: everything that
-    matters for a restart is in status)."""
+    """The state of one integration between reconciles (in memory only: everything that matters
+    for a restart is in status)."""
 
     ctx: OperatorContext
     namespace: str
     name: str
-    deployments_index: Mapping[Key, Any]
-    claims_index: Mapping[Key, Any]
     status: JeffreyIntegrationStatus | None = None
     store_ok: bool | None = None
     store_retry_at: float = 0.0
-    store_backoff: float = 1.0
+    store_backoff: Backoff = field(default_factory=_backoff)
     store_dirty: bool = True
     gates_written_at: float = 0.0
-    #: The Deployments this loop is registered for in ``ctx.refs``.
-    tracked: set[Key] = field(default_factory=set)
-    scale_backoff: float = 0.0
+    scale_backoff: Backoff = field(default_factory=lambda: Backoff(base=1.0, cap=60.0))
+    missing_backoff: Backoff = field(default_factory=_backoff)
+    #: The Deployments the spec listed at the last reconcile (to release those it drops).
+    listed: set[str] = field(default_factory=set)
 
     @property
     def key(self) -> Key:
         return (self.namespace, self.name)
 
     # ---------------------------------------------------------------------------------- observe
-    def observe_deployments(self, spec: JeffreyIntegrationSpec, mine: Claim) -> dict[str, Any]:
+    async def observe_deployments(
+        self, spec: JeffreyIntegrationSpec
+    ) -> tuple[dict[str, DeploymentObservation], bool]:
+        """What is known of each listed Deployment: the watch's cache, else a live read (the
+        Deployment is not labelled yet, or the watch has not delivered it yet). The flag says
+        that no event will tell when this changes (a listed Deployment is missing, or was read
+        live before its controller settled): the caller looks again by itself."""
         out: dict[str, DeploymentObservation] = {}
-        wanted = {(self.namespace, m.deployment) for ls in spec.levels for m in ls.modules}
-        if wanted != self.tracked:
-            self.ctx.track(self.key, self.tracked, wanted)
-            self.tracked = wanted
+        cache = self.ctx.deployments
+        now = time.monotonic()
+        recheck = False
         for ls in spec.levels:
             for m in ls.modules:
-                ref = (self.namespace, m.deployment)
-                found = _first(self.deployments_index.get(ref))
-                seen = (
-                    found
-                    if isinstance(found, DeploymentObservation)
-                    else dataclasses.replace(MISSING, name=m.deployment)
-                )
-                claimers = prior_claims(mine, _all(self.claims_index.get(ref)), self.namespace)
-                out[m.deployment] = dataclasses.replace(seen, claimed_by=claimers)
-        return out
-
-    async def confirm_missing(self, spec: JeffreyIntegrationSpec, seen: dict[str, Any]) -> None:
-        """The watch cache may lag behind a Deployment created a moment ago: before a required
-        module is reported missing (which makes the spec Invalid), ask the API directly."""
-        for ls in spec.levels:
-            if ls.level.rank > spec.target_level.rank:
-                continue
-            for m in ls.modules:
-                if m.optional or seen[m.deployment].exists:
+                seen = cache.get(self.namespace, m.deployment)
+                if seen is None or (
+                    not seen.watched and (now - seen.read_at > UNWATCHED_TTL or not _settled(seen))
+                ):
+                    seen = await self.read_live(m.deployment)
+                if seen is None:
+                    recheck = True
                     continue
-                live = await self.ctx.kube.read_deployment(self.namespace, m.deployment)
-                if live is not None:
-                    seen[m.deployment] = dataclasses.replace(live, claimed_by=seen[m.deployment].claimed_by)
+                out[m.deployment] = seen.observation
+                recheck = recheck or (not seen.watched and not _settled(seen))
+        return out, recheck
+
+    async def read_live(self, deployment: str) -> Seen | None:
+        live = await self.ctx.kube.read_deployment_body(self.namespace, deployment)
+        if live is None:
+            self.ctx.deployments.drop(self.namespace, deployment)
+            return None
+        return self.remember(live, watched=False)
+
+    def remember(self, body: Mapping[str, Any], *, watched: bool) -> Seen:
+        seen = seen_of(body, watched=watched)
+        self.ctx.deployments.put(self.namespace, seen.observation.name, seen)
+        return seen
 
     # ----------------------------------------------------------------------------------- iterate
     async def iterate(self, body: Mapping[str, Any]) -> float | None:
-        """One observe → decide → act pass. Returns the seconds to sleep at most (None: until woken)."""
+        """One observe → decide → act pass. Returns the seconds to wait at most (None: until an
+        event)."""
         started = time.perf_counter()
         meta = body.get("metadata") or {}
         generation = int(meta.get("generation") or 1)
         if self.status is None:
-            self.status = _parse_status(body.get("status"))
+            self.status = parse_status(body.get("status"), on_error=self._unreadable_status)
         old = self.status
         now = self.ctx.clock.now()
         parsed = parse_spec(body.get("spec") or {})
         wait: float | None = None
+        # ---- observe
         if isinstance(parsed, list):
-            decision = decide_invalid(old, parsed, generation, now)
             spec = None
+            decision = decide_invalid(old, parsed, generation, now)
         else:
             spec = parsed
-            deployments = self.observe_deployments(spec, claim_of(meta))
-            await self.confirm_missing(spec, deployments)
-            mode, level = gate_mode(old)
+            deployments, recheck = await self.observe_deployments(spec)
             report = GateReport()
+            mode, level = gate_mode(old)
             if mode is not GateMode.NONE and not spec.paused:
                 port = _gate_port(self.ctx, spec)
                 report = await port.evaluate(
@@ -215,21 +254,24 @@ class IntegrationLoop:
                     )
                 )
                 if not isinstance(port, NoGates):
-                    # On the wall-clock grid, so that integrations sharing gates share queries.
-                    wait = next_tick_delay(now, max(parse_duration(spec.analysis.interval), 1.0))
-            annotations = meta.get("annotations") or {}
-            observation = Observation(
-                generation=generation,
-                deployments=deployments,
-                gates=report,
-                retry_token=str(annotations.get(RETRY_ANNOTATION, "") or ""),
-            )
+                    # On the wall-clock grid, so that integrations sharing gates share queries;
+                    # and when a gate's `for` elapses, not a tick later.
+                    tick = next_tick_delay(now, max(parse_duration(spec.analysis.interval), 1.0))
+                    wait = _min(tick, report.reevaluate_after)
+            claims = self.ctx.integrations.claims(self.namespace, deployments)
+            observation = observe(body, spec, deployments, claims, report)
+            if recheck:
+                # A listed Deployment is missing or unsettled and not labelled yet: unwatched.
+                wait = _min(wait, self.missing_backoff.next())
+            else:
+                self.missing_backoff.reset()
+            # ---- decide
             decision = decide(spec, old, observation, now)
 
+        # ---- act
         new = decision.status
-        scaled_ok = await self.act(decision, body)
-        if not scaled_ok:
-            wait = _min(wait, self.scale_backoff)
+        if spec is not None and not await self.act(decision, body, spec):
+            wait = _min(wait, self.scale_backoff.next())
         new = self.store_condition(new, generation, format_time(now))
         await self.write_status(body, old, new)
         for event in decision.events:
@@ -244,11 +286,15 @@ class IntegrationLoop:
         self.ctx.telemetry.observe(self.namespace, self.name, decision, old, time.perf_counter() - started)
         return _min(wait, decision.requeue_after)
 
-    async def act(self, decision: Decision, body: Mapping[str, Any]) -> bool:
+    async def act(self, decision: Decision, body: Mapping[str, Any], spec: JeffreyIntegrationSpec) -> bool:
+        """Scale (labelling in the same write), label the rest once Stable, release what the spec
+        no longer lists. False when a scaling failed (the caller retries with backoff)."""
         ok = True
+        scaled: set[str] = set()
         for action in decision.actions:
             try:
-                await self.ctx.kube.scale(self.namespace, action.deployment, action.replicas)
+                await self.write_deployment(action.deployment, replicas=action.replicas)
+                scaled.add(action.deployment)
             except KubeError as exc:
                 ok = False
                 log.warning(
@@ -263,10 +309,49 @@ class IntegrationLoop:
                         f"{exc.status} {exc.message}",
                     ),
                 )
+                if exc.status == 404:
+                    self.ctx.deployments.drop(self.namespace, action.deployment)
                 if not exc.retriable and exc.status != 404:
                     break
-        self.scale_backoff = 0.0 if ok else min(max(self.scale_backoff * 2, 1.0), 60.0)
+        if ok:
+            self.scale_backoff.reset()
+        listed = {m.deployment for ls in spec.levels for m in ls.modules}
+        if ok and decision.status.phase is Phase.STABLE:
+            await self.label_unlabelled(listed - scaled)
+        await self.release(self.listed - listed)
+        self.listed = listed
         return ok
+
+    async def write_deployment(self, deployment: str, *, replicas: int | None) -> None:
+        """Scale one Deployment, putting this integration's label on it in the same write when
+        it does not carry it yet; the answer updates the cache (no stale re-scale meanwhile)."""
+        seen = self.ctx.deployments.get(self.namespace, deployment)
+        labels = None if seen is not None and seen.owner == self.name else {INTEGRATION_LABEL: self.name}
+        if replicas is None:
+            assert labels is not None
+            body = await self.ctx.kube.label_deployment(self.namespace, deployment, labels)
+        else:
+            body = await self.ctx.kube.scale(self.namespace, deployment, replicas, labels=labels)
+        self.remember(body, watched=True)
+
+    async def label_unlabelled(self, deployments: set[str]) -> None:
+        for deployment in sorted(deployments):
+            seen = self.ctx.deployments.get(self.namespace, deployment)
+            if seen is None or seen.owner == self.name or seen.observation.claimed_by:
+                continue
+            if seen.owner and (self.namespace, seen.owner) in self.ctx.integrations.bodies:
+                continue  # another integration's; the claims rule decides, not the label
+            try:
+                await self.write_deployment(deployment, replicas=None)
+            except KubeError as exc:
+                log.warning("labelling %s/%s failed: %s", self.namespace, deployment, exc)
+
+    async def release(self, deployments: set[str]) -> None:
+        """Remove this integration's label from Deployments it no longer manages."""
+        for deployment in sorted(deployments):
+            seen = self.ctx.deployments.get(self.namespace, deployment)
+            if seen is not None and seen.owner == self.name:
+                await release_deployment(self.ctx, self.namespace, deployment)
 
     def store_condition(
         self, status: JeffreyIntegrationStatus, generation: int, now: str
@@ -308,7 +393,7 @@ class IntegrationLoop:
             await self.ctx.kube.patch_status(self.namespace, self.name, patch)
         except KubeError as exc:
             if exc.status == 404:
-                return  # deleted under our feet; the daemon is being stopped
+                return  # deleted under our feet; the DELETED event drops this loop
             raise
         self.status = new
         self.store_dirty = True
@@ -345,73 +430,55 @@ class IntegrationLoop:
             return
         self.store_ok = True
         self.store_dirty = False
-        self.store_backoff = 1.0
+        self.store_backoff.reset()
 
     def _store_failed(self) -> None:
         """Back off (1 s doubling to 30 s): no hot loop while the store is away or refusing."""
         self.store_ok = False
         self.store_dirty = True
-        self.store_retry_at = time.monotonic() + self.store_backoff
-        self.store_backoff = min(self.store_backoff * 2, 30.0)
+        self.store_retry_at = time.monotonic() + self.store_backoff.next()
+
+    def _unreadable_status(self, error: str) -> None:
+        log.error(
+            "unreadable status of %s/%s (%s); starting from an empty status", self.namespace, self.name, error
+        )
 
     def emit(self, body: Mapping[str, Any], event: Event) -> None:
         if self.ctx.emit is not None:
             self.ctx.emit(body, event)
 
 
-async def run_loop(
-    loop: IntegrationLoop,
-    body: Mapping[str, Any],
-    stopped: Any,
-) -> None:
-    """Iterate until ``stopped``; sleep until woken or until the next deadline."""
-    waker = loop.ctx.wakers.setdefault(loop.key, asyncio.Event())
-    failures = 0
+async def release_deployment(ctx: OperatorContext, namespace: str, deployment: str) -> None:
+    """Remove the integration label from one Deployment (it stays as it is otherwise)."""
     try:
-        while not stopped:
-            waker.clear()
-            try:
-                wait = await loop.iterate(body)
-                failures = 0
-            except KubeError as exc:
-                failures += 1
-                wait = min(2.0**failures, 60.0)
-                log.warning(
-                    "reconcile of %s/%s failed (%s); retrying in %.0fs", loop.namespace, loop.name, exc, wait
-                )
-            except (ValidationError, ValueError) as exc:  # a status we cannot read: start afresh
-                log.error(
-                    "unreadable status of %s/%s (%s); starting from an empty status",
-                    loop.namespace,
-                    loop.name,
-                    exc,
-                )
-                loop.status = JeffreyIntegrationStatus()
-                wait = 1.0
-            if stopped:
-                break
-            waiter = asyncio.ensure_future(waker.wait())
-            stopper = asyncio.ensure_future(stopped.wait())
-            try:
-                await asyncio.wait({waiter, stopper}, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                waiter.cancel()
-                stopper.cancel()
-    finally:
-        if loop.ctx.wakers.get(loop.key) is waker:
-            del loop.ctx.wakers[loop.key]
-        loop.ctx.track(loop.key, loop.tracked, set())
-        loop.tracked = set()
+        await ctx.kube.label_deployment(namespace, deployment, {INTEGRATION_LABEL: None})
+    except KubeError as exc:
+        if exc.status != 404:
+            log.warning("releasing %s/%s failed: %s", namespace, deployment, exc)
+            return
+    ctx.deployments.drop(namespace, deployment)
 
 
-def _parse_status(raw: Any) -> JeffreyIntegrationStatus:
-    if not raw:
-        return JeffreyIntegrationStatus()
+async def reconcile(ctx: OperatorContext, key: Key) -> float | None:
+    """The work queue's handler: one reconcile of one integration (see the module docstring)."""
+    body = ctx.integrations.bodies.get(key)
+    if body is None:
+        ctx.loops.pop(key, None)
+        return None
+    loop = ctx.loops.get(key)
+    if loop is None:
+        loop = ctx.loops[key] = IntegrationLoop(ctx=ctx, namespace=key[0], name=key[1])
     try:
-        return JeffreyIntegrationStatus.model_validate(dict(raw))
-    except ValidationError:
-        log.error("ignoring an unreadable status: %s", raw)
-        return JeffreyIntegrationStatus()
+        return await loop.iterate(body)
+    except (ValidationError, ValueError) as exc:  # a status we cannot use: start afresh
+        log.error("unusable status of %s/%s (%s); starting from an empty status", key[0], key[1], exc)
+        loop.status = JeffreyIntegrationStatus()
+        return 1.0
+
+
+def _settled(seen: Seen) -> bool:
+    """The Deployment controller has seen the Deployment's current generation."""
+    return seen.observation.observed_generation >= seen.observation.generation
 
 
 def _min(a: float | None, b: float | None) -> float | None:
@@ -419,13 +486,10 @@ def _min(a: float | None, b: float | None) -> float | None:
     return min(values) if values else None
 
 
-def _first(store: Any) -> Any:
-    if store is None:
-        return None
-    for item in store:
-        return item
-    return None
-
-
-def _all(store: Any) -> list[Any]:
-    return list(store) if store is not None else []
+__all__ = [
+    "IntegrationLoop",
+    "OperatorContext",
+    "reconcile",
+    "release_deployment",
+    "status_patch",
+]

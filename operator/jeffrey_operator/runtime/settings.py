@@ -7,7 +7,6 @@ variable named beside it; flags win over the environment.
 from __future__ import annotations
 
 import os
-import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
@@ -36,13 +35,28 @@ class OperatorSettings:
     log_format: LogFormat = "text"
     #: Verbose (debug) logging (``--verbose``).
     verbose: bool = False
-    #: kopf peering object name for HA; None with ``standalone`` (``--peering``, ``JEFFREY_PEERING``).
+    #: High availability: the name of the ``coordination.k8s.io/v1`` Lease the replicas elect a
+    #: leader with (only the holder acts); None with ``standalone`` (``--peering``, ``JEFFREY_PEERING``).
     peering: str | None = None
-    #: Run without peering: only safe with a single replica (``--standalone``).
+    #: Run without leader election: only safe with a single replica (``--standalone``).
     standalone: bool = True
-    #: This replica's peering priority; the highest acts, equal priorities all pause. Random by
-    #: default so that replicas differ (``--peering-priority``, ``JEFFREY_PEERING_PRIORITY``).
-    peering_priority: int = field(default_factory=lambda: random.randint(1, 1_000_000))
+    #: Namespace of the Lease (``--lease-namespace``, ``JEFFREY_LEASE_NAMESPACE``, else the pod's
+    #: ``POD_NAMESPACE``, else the first watched namespace, else ``default``).
+    lease_namespace: str = "default"
+    #: Seconds a standby waits, after it last saw the Lease change, before it takes it
+    #: (``--lease-duration``); fail-over after a crash takes at most this plus twice ``retry_period``.
+    lease_duration: float = 8.0
+    #: Seconds the leader keeps trying to renew before it stops acting (``--renew-deadline``).
+    renew_deadline: float = 6.0
+    #: Seconds between two attempts to acquire or renew the Lease (``--retry-period``).
+    retry_period: float = 2.0
+    #: ``/healthz`` fails after this many seconds without reaching the Kubernetes API
+    #: (``--liveness-grace``, ``JEFFREY_LIVENESS_GRACE``).
+    liveness_grace: float = 60.0
+    #: Integrations reconciled at the same time (work-queue workers, ``--workers``).
+    workers: int = 8
+    #: Seconds between two probes of the state store (``jeffrey_state_store_up`` follows them).
+    state_store_probe: float = 5.0
     #: Redis URL of the state store; empty disables it (``--redis-url``, ``JEFFREY_REDIS_URL``).
     redis_url: str = ""
     #: Redis password, filled from a Secret (``JEFFREY_REDIS_PASSWORD``); never logged.
@@ -69,6 +83,15 @@ class OperatorSettings:
             raise SettingsError("--peering NAME is required unless --standalone")
         if self.history_length < 10:
             raise SettingsError("--history-length must be at least 10")
+        if not self.lease_duration > self.renew_deadline > self.retry_period > 0:
+            raise SettingsError(
+                "leader election needs --lease-duration > --renew-deadline > --retry-period > 0, got "
+                f"{self.lease_duration:g} > {self.renew_deadline:g} > {self.retry_period:g}"
+            )
+        if self.liveness_grace <= 0:
+            raise SettingsError(f"--liveness-grace must be positive, got {self.liveness_grace:g}")
+        if self.workers < 1:
+            raise SettingsError(f"--workers must be at least 1, got {self.workers}")
 
 
 def env_defaults(env: Mapping[str, str] | None = None) -> dict[str, object]:
@@ -88,12 +111,15 @@ def env_defaults(env: Mapping[str, str] | None = None) -> dict[str, object]:
     if env.get("JEFFREY_PEERING"):
         out["peering"] = env["JEFFREY_PEERING"]
         out["standalone"] = False
-    if env.get("JEFFREY_PEERING_PRIORITY"):
+    lease_namespace = env.get("JEFFREY_LEASE_NAMESPACE") or env.get("POD_NAMESPACE")
+    if lease_namespace:
+        out["lease_namespace"] = lease_namespace
+    if env.get("JEFFREY_LIVENESS_GRACE"):
         try:
-            out["peering_priority"] = int(env["JEFFREY_PEERING_PRIORITY"])
+            out["liveness_grace"] = float(env["JEFFREY_LIVENESS_GRACE"])
         except ValueError as exc:
             raise SettingsError(
-                f"JEFFREY_PEERING_PRIORITY must be an integer, got {env['JEFFREY_PEERING_PRIORITY']!r}"
+                f"JEFFREY_LIVENESS_GRACE must be a number of seconds, got {env['JEFFREY_LIVENESS_GRACE']!r}"
             ) from exc
     if env.get("JEFFREY_REDIS_URL"):
         out["redis_url"] = env["JEFFREY_REDIS_URL"]

@@ -44,6 +44,7 @@ How the verdict is formed (``summarize``)
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import enum
 import math
@@ -427,4 +428,31 @@ def evaluate(
             available = available and outcome.kind is not OutcomeKind.UNAVAILABLE
         query = queries.get(gate.name, gate.query)
         statuses.append(judge_gate(gate, query, outcome, prior.get(gate.name), now, inactive=reason))
-    return summarize(statuses, source_available=available)
+    report = summarize(statuses, source_available=available)
+    due = pending_breach_due(gates, statuses, now)
+    return dataclasses.replace(report, reevaluate_after=due) if due is not None else report
+
+
+def pending_breach_due(
+    gates: Sequence[GateSpec], statuses: Sequence[GateStatus], now: datetime.datetime
+) -> float | None:
+    """Seconds until the first ``PendingBreach`` gate's ``for`` elapses (None: none pending), so
+    that the caller evaluates again exactly then rather than at its next tick.
+
+    In the worked example above (``for: 30s``), at t=30 (since t=10) this is 10.0: evaluating at
+    t=40 confirms the breach even if the interval would next evaluate at t=50.
+    """
+    by_name = {g.name: g for g in gates}
+    due: list[float] = []
+    for st in statuses:
+        gate = by_name.get(st.name)
+        since = parse_time(st.since)
+        if st.result is not GateResult.PENDING_BREACH or gate is None or since is None:
+            continue
+        remaining = parse_duration(gate.for_) - (now - since).total_seconds()
+        due.append(max(remaining, 0.0) + _FOR_MARGIN)
+    return min(due) if due else None
+
+
+#: Evaluate this much after ``for`` elapses, so that ``now - since >= for`` holds for certain.
+_FOR_MARGIN = 0.01
