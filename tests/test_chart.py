@@ -35,7 +35,7 @@ NAMESPACE = "jeffrey-system"
 RELEASE = "jeffrey"
 FULLNAME = "jeffrey-jeffrey-operator"
 SCENARIOS = ["default", "namespaced", "ha", "redis-builtin", "redis-existing-secret", "monitoring"]
-CLUSTER_SCOPED = {"ClusterRole", "ClusterRoleBinding", "ClusterKopfPeering", "CustomResourceDefinition"}
+CLUSTER_SCOPED = {"ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"}
 STANDARD_LABELS = (
     "app.kubernetes.io/name",
     "app.kubernetes.io/instance",
@@ -155,17 +155,13 @@ NAMESPACED_RULES = {
     ("jeffreyos.io", "jeffreyintegrations"): {"get", "list", "watch", "patch", "update"},
     ("jeffreyos.io", "jeffreyintegrations/status"): {"get", "patch", "update"},
     ("apps", "deployments"): {"get", "list", "watch", "patch"},
-    ("apps", "deployments/scale"): {"get", "patch", "update"},
     ("", "events"): {"create", "patch"},
-    ("events.k8s.io", "events"): {"create", "patch"},
     ("", "secrets"): {"get"},
 }
 CRD_RULE = {("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"}}
-CLUSTER_WIDE_KOPF_RULES = {
-    ("", "namespaces"): {"list", "watch"},
-    ("kopf.dev", "clusterkopfpeerings"): {"get", "list", "watch", "patch"},
-}
-NAMESPACED_PEERING_RULE = {("kopf.dev", "kopfpeerings"): {"get", "list", "watch", "patch"}}
+CLUSTER_WIDE_KOPF_RULES = {("", "namespaces"): {"list", "watch"}}
+LEASE_RULE = {("coordination.k8s.io", "leases"): {"get", "create", "update"}}
+LEASE_ROLE = f"{FULLNAME}-leader-election"
 
 
 # ------------------------------------------------------------------------------------ lint
@@ -281,7 +277,8 @@ def test_operator_args_default(helm: str) -> None:
         f"--peering={FULLNAME}",
     ]
     env = env_of(container)
-    assert env["POD_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
     assert "JEFFREY_REDIS_URL" not in env and "JEFFREY_REDIS_PASSWORD" not in env
 
 
@@ -319,7 +316,8 @@ def test_network_policy_admits_only_the_operator_ports(helm: str) -> None:
 
 def test_rbac_cluster_wide_by_default(helm: str) -> None:
     docs = render()
-    assert not by_kind(docs, "Role") and not by_kind(docs, "RoleBinding")
+    assert [r["metadata"]["name"] for r in by_kind(docs, "Role")] == [LEASE_ROLE]
+    assert [r["metadata"]["name"] for r in by_kind(docs, "RoleBinding")] == [LEASE_ROLE]
     role = one(docs, "ClusterRole", FULLNAME)
     assert rules_by_resource(role) == {**NAMESPACED_RULES, **CRD_RULE, **CLUSTER_WIDE_KOPF_RULES}
     binding = one(docs, "ClusterRoleBinding", FULLNAME)
@@ -335,12 +333,15 @@ def test_rbac_cluster_wide_by_default(helm: str) -> None:
 def test_rbac_namespaced_is_a_role_per_watched_namespace(helm: str) -> None:
     docs = render("namespaced")
     watched = ["jeffrey", "jeffrey-staging"]
-    roles = by_kind(docs, "Role")
+    roles = [r for r in by_kind(docs, "Role") if r["metadata"]["name"] != LEASE_ROLE]
     assert sorted(r["metadata"]["namespace"] for r in roles) == watched
     for role in roles:
         assert role["metadata"]["name"] == FULLNAME
-        assert rules_by_resource(role) == {**NAMESPACED_RULES, **NAMESPACED_PEERING_RULE}
-    bindings = by_kind(docs, "RoleBinding")
+        assert rules_by_resource(role) == NAMESPACED_RULES
+    lease_role = one(docs, "Role", LEASE_ROLE)
+    assert lease_role["metadata"]["namespace"] == NAMESPACE
+    assert rules_by_resource(lease_role) == LEASE_RULE
+    bindings = [b for b in by_kind(docs, "RoleBinding") if b["metadata"]["name"] != LEASE_ROLE]
     assert sorted(b["metadata"]["namespace"] for b in bindings) == watched
     for binding in bindings:
         assert binding["roleRef"]["kind"] == "Role"
@@ -369,11 +370,12 @@ def test_rbac_can_be_left_to_someone_else(helm: str) -> None:
 # ------------------------------------------------------------------------------------ HA, peering
 
 
-def test_single_replica_has_peering_but_no_pdb(helm: str) -> None:
+def test_single_replica_has_leader_election_but_no_pdb(helm: str) -> None:
     docs = render()
     assert operator_deployment(docs)["spec"]["replicas"] == 1
     assert not by_kind(docs, "PodDisruptionBudget")
-    assert one(docs, "ClusterKopfPeering", FULLNAME)["apiVersion"] == "kopf.dev/v1"
+    assert f"--peering={FULLNAME}" in operator_container(docs)["args"]
+    assert rules_by_resource(one(docs, "Role", LEASE_ROLE)) == LEASE_RULE
 
 
 def test_ha_two_replicas_one_active(helm: str) -> None:
@@ -384,39 +386,39 @@ def test_ha_two_replicas_one_active(helm: str) -> None:
     pdb = one(docs, "PodDisruptionBudget", FULLNAME)
     assert pdb["apiVersion"] == "policy/v1"
     assert pdb["spec"] == {"minAvailable": 1, "selector": {"matchLabels": selector}}
-    # kopf peering: every replica joins the same peering object, only one acts.
+    # Leader election: every replica competes for the same Lease, only its holder acts.
     args = operator_container(docs)["args"]
     assert f"--peering={FULLNAME}" in args and "--standalone" not in args
-    peering = one(docs, "ClusterKopfPeering", FULLNAME)
-    assert peering["apiVersion"] == "kopf.dev/v1"
-    # Each pod has its own kopf identity.
-    assert env_of(operator_container(docs))["POD_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    lease_role = one(docs, "Role", LEASE_ROLE)
+    assert lease_role["metadata"]["namespace"] == NAMESPACE
+    binding = one(docs, "RoleBinding", LEASE_ROLE)
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": LEASE_ROLE}
+    # Each pod has its own identity in the Lease (its name), and finds the Lease in its namespace.
+    pod_name = env_of(operator_container(docs))["POD_NAME"]
+    assert pod_name["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
     anti = deployment["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"]
     term = anti["requiredDuringSchedulingIgnoredDuringExecution"][0]
     assert term["labelSelector"]["matchLabels"] == selector
     assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxUnavailable": 1, "maxSurge": 1}
 
 
-def test_namespaced_peering_is_a_kopfpeering_per_namespace(helm: str) -> None:
+def test_namespaced_leader_election_is_one_lease_in_the_release_namespace(helm: str) -> None:
     docs = render("namespaced", "replicaCount=2")
-    peerings = by_kind(docs, "KopfPeering")
-    assert sorted(p["metadata"]["namespace"] for p in peerings) == ["jeffrey", "jeffrey-staging"]
-    assert {p["metadata"]["name"] for p in peerings} == {FULLNAME}
-    assert not by_kind(docs, "ClusterKopfPeering")
+    (lease_role,) = [r for r in by_kind(docs, "Role") if r["metadata"]["name"] == LEASE_ROLE]
+    assert lease_role["metadata"]["namespace"] == NAMESPACE
 
 
 def test_peering_off_means_standalone(helm: str) -> None:
     docs = render("default", "peering.enabled=false")
     args = operator_container(docs)["args"]
     assert "--standalone" in args and not any(a.startswith("--peering") for a in args)
-    assert not by_kind(docs, "ClusterKopfPeering")
-    assert ("kopf.dev", "clusterkopfpeerings") not in rules_by_resource(one(docs, "ClusterRole", FULLNAME))
+    assert not [r for r in by_kind(docs, "Role") if r["metadata"]["name"] == LEASE_ROLE]
+    assert ("coordination.k8s.io", "leases") not in rules_by_resource(one(docs, "ClusterRole", FULLNAME))
 
 
-def test_peering_name_and_external_object(helm: str) -> None:
-    docs = render("default", "peering.name=jeffrey-ha", "peering.create=false")
+def test_peering_names_the_lease(helm: str) -> None:
+    docs = render("default", "peering.name=jeffrey-ha")
     assert "--peering=jeffrey-ha" in operator_container(docs)["args"]
-    assert not by_kind(docs, "ClusterKopfPeering")
 
 
 def test_several_replicas_without_peering_are_refused(helm: str) -> None:
@@ -539,7 +541,6 @@ def test_kind_demo_values(helm: str) -> None:
     assert "--namespace=jeffrey" in container["args"]
     assert "--peering=jeffrey-operator" in container["args"]
     assert operator["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"] == "9090"
-    assert one(docs, "KopfPeering", "jeffrey-operator")["metadata"]["namespace"] == "jeffrey"
     assert one(docs, "Role", "jeffrey-operator")["metadata"]["namespace"] == "jeffrey"
     assert one(docs, "Deployment", "jeffrey-operator-redis")
 
@@ -885,20 +886,6 @@ def test_chart_crd_matches() -> None:
     assert CHART_CRD.read_bytes() == ROOT_CRD.read_bytes(), "the chart's CRD is stale: run `make chart-crds`"
 
 
-def test_chart_ships_the_peering_crds() -> None:
-    docs = [d for d in yaml.safe_load_all((CHART / "crds" / "kopf-peerings.yaml").read_text()) if d]
-    found = {d["metadata"]["name"]: d["spec"] for d in docs}
-    assert set(found) == {"clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev"}
-    assert found["clusterkopfpeerings.kopf.dev"]["scope"] == "Cluster"
-    assert found["kopfpeerings.kopf.dev"]["scope"] == "Namespaced"
-    for spec in found.values():
-        assert spec["group"] == "kopf.dev"
-        (version,) = spec["versions"]
-        assert version["name"] == "v1" and version["served"] and version["storage"]
-        status = version["schema"]["openAPIV3Schema"]["properties"]["status"]
-        assert status["x-kubernetes-preserve-unknown-fields"] is True
-
-
 def test_crds_come_from_the_crds_directory_not_templates(helm: str) -> None:
     """crds/ is installed before the templates and never deleted by `helm uninstall`."""
     assert not by_kind(render(), "CustomResourceDefinition")
@@ -906,7 +893,7 @@ def test_crds_come_from_the_crds_directory_not_templates(helm: str) -> None:
         d for d in yaml.safe_load_all(run_helm(*template_args(None, ()), "--include-crds").stdout) if d
     ]
     names = {d["metadata"]["name"] for d in by_kind(with_crds, "CustomResourceDefinition")}
-    assert {"clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev"} <= names
+    assert not {"clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev"} & names  # leases, not kopf peering
     if CHART_CRD.exists():
         assert "jeffreyintegrations.jeffreyos.io" in names
     assert not list((CHART / "templates").glob("*crd*"))

@@ -78,7 +78,7 @@ def test_operator_and_crd_are_installed(kube: Kube) -> None:
     assert dep["status"].get("availableReplicas", 0) >= 1
     # The chart's namespaced mode: a Role in the watched namespace, no cluster-wide workload rights.
     kube.run("-n", NAMESPACE, "get", "role", OPERATOR)
-    kube.run("-n", NAMESPACE, "get", "kopfpeering", OPERATOR)
+    kube.run("-n", OPERATOR_NS, "get", "lease", OPERATOR)  # leader election, created by the operator
 
 
 @pytest.mark.timeout(1200)

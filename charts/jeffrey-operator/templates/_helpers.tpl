@@ -122,7 +122,7 @@ The operator image reference (a digest wins over the tag).
 {{- end -}}
 
 {{/*
-The peering object's name.
+The name of the Lease the replicas elect their leader with (`--peering NAME`).
 */}}
 {{- define "jeffrey-operator.peeringName" -}}
 {{- default (include "jeffrey-operator.fullname" .) .Values.peering.name -}}
@@ -176,7 +176,7 @@ Checks the schema cannot express; fail with a message that says what to change.
 */}}
 {{- define "jeffrey-operator.validate" -}}
 {{- if and (gt (int .Values.replicaCount) 1) (not .Values.peering.enabled) -}}
-{{- fail (printf "replicaCount is %d but peering.enabled is false: several replicas without kopf peering would all act at once. Set peering.enabled=true or replicaCount=1." (int .Values.replicaCount)) -}}
+{{- fail (printf "replicaCount is %d but peering.enabled is false: several replicas without leader election would all act at once. Set peering.enabled=true or replicaCount=1." (int .Values.replicaCount)) -}}
 {{- end -}}
 {{- if and (include "jeffrey-operator.redis.enabled" .) (not .Values.redis.builtin.enabled) (not .Values.redis.url) (not .Values.redis.auth.existingSecretUrlKey) -}}
 {{- fail "redis.enabled is true but no Redis URL is set: set redis.url, or redis.auth.existingSecret with redis.auth.existingSecretUrlKey, or redis.builtin.enabled=true." -}}
@@ -207,20 +207,13 @@ Each rule says who needs it: "kopf" (the framework itself) or "operator" (our lo
 - apiGroups: ["jeffreyos.io"]
   resources: ["jeffreyintegrations/status"]
   verbs: ["get", "patch", "update"]
-# operator: observe the module Deployments (readiness) and set their replicas.
+# operator: list/watch the module Deployments it labelled (jeffreyos.io/integration, a
+# server-side label selector), get one not labelled yet, patch replicas and the label.
 - apiGroups: ["apps"]
   resources: ["deployments"]
   verbs: ["get", "list", "watch", "patch"]
-# operator: scale module Deployments through the scale subresource.
-- apiGroups: ["apps"]
-  resources: ["deployments/scale"]
-  verbs: ["get", "patch", "update"]
-# kopf: posts core/v1 Events for handler outcomes. operator: an Event on every transition.
+# operator: an Event on every transition (core/v1, posted through kopf's poster).
 - apiGroups: [""]
-  resources: ["events"]
-  verbs: ["create", "patch"]
-# operator: Events through the events.k8s.io/v1 API.
-- apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
 {{- if .Values.rbac.readSecrets }}
@@ -229,12 +222,16 @@ Each rule says who needs it: "kopf" (the framework itself) or "operator" (our lo
   resources: ["secrets"]
   verbs: ["get"]
 {{- end }}
-{{- if and .Values.peering.enabled (not (include "jeffrey-operator.clusterWide" .)) }}
-# kopf: namespaced peering (one active replica) through the KopfPeering in this namespace.
-- apiGroups: ["kopf.dev"]
-  resources: ["kopfpeerings"]
-  verbs: ["get", "list", "watch", "patch"]
-{{- end }}
+{{- end -}}
+
+{{/*
+RBAC rules for leader election, in the operator's own namespace (where its Lease lives).
+*/}}
+{{- define "jeffrey-operator.rbac.leaseRules" -}}
+# operator: leader election with a coordination.k8s.io/v1 Lease (one replica acts).
+- apiGroups: ["coordination.k8s.io"]
+  resources: ["leases"]
+  verbs: ["get", "create", "update"]
 {{- end -}}
 
 {{/*
@@ -250,11 +247,5 @@ RBAC rules for cluster-scoped resources kopf needs in every mode.
 - apiGroups: [""]
   resources: ["namespaces"]
   verbs: ["list", "watch"]
-{{- if .Values.peering.enabled }}
-# kopf: cluster-wide peering (one active replica) through the ClusterKopfPeering.
-- apiGroups: ["kopf.dev"]
-  resources: ["clusterkopfpeerings"]
-  verbs: ["get", "list", "watch", "patch"]
-{{- end }}
 {{- end }}
 {{- end -}}
