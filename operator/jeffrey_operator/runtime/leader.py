@@ -34,8 +34,10 @@ log = logging.getLogger(__name__)
 
 
 def default_identity() -> str:
-    """``hostname-pid-random``: unique per process, readable in ``kubectl get lease -o yaml``."""
-    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    """``pod-pid-random`` (the pod's name from ``POD_NAME``, else the host name): unique per
+    process, readable in ``kubectl get lease -o yaml``."""
+    host = os.environ.get("POD_NAME") or socket.gethostname()
+    return f"{host}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
 def _micro_time(moment: datetime.datetime) -> str:
