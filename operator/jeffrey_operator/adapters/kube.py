@@ -371,6 +371,8 @@ class DeploymentWatch:
                         continue
                     event = json.loads(line)
                     kind = event.get("type")
+                    if kind == "BOOKMARK":
+                        self._touch()
                     obj = event.get("object") or {}
                     if kind == "ERROR":
                         if obj.get("code") == 410:

@@ -107,6 +107,8 @@ async def run_operator(
             loop=loop,
             deliver=functools.partial(handlers.deployment_event, ctx, scope),
             contact=health.contact,
+            # Re-watch well within the liveness grace: a finished watch request is a contact.
+            timeout=max(1, int(min(30.0, settings.liveness_grace / 2))),
         )
         for scope in scopes
     ]
