@@ -42,9 +42,13 @@ def parse_status(raw: Any, on_error: Callable[[str], None] | None = None) -> Jef
         return JeffreyIntegrationStatus()
     try:
         return JeffreyIntegrationStatus.model_validate(dict(raw))
-    except (ValidationError, TypeError, ValueError) as exc:
+    except ValidationError as exc:
         if on_error is not None:
-            on_error(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            on_error("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:3]))
+        return JeffreyIntegrationStatus()
+    except (TypeError, ValueError) as exc:
+        if on_error is not None:
+            on_error(f"{type(exc).__name__}: {exc}")
         return JeffreyIntegrationStatus()
 
 
