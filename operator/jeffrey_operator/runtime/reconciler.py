@@ -172,8 +172,9 @@ class IntegrationLoop:
     gates_written_at: float = 0.0
     scale_backoff: Backoff = field(default_factory=lambda: Backoff(base=1.0, cap=60.0))
     missing_backoff: Backoff = field(default_factory=_backoff)
-    #: The Deployments the spec listed at the last reconcile (to release those it drops).
-    listed: set[str] = field(default_factory=set)
+    #: The Deployments the spec listed at the last reconcile (to release those it drops); None
+    #: before the first one, when those labelled for this integration stand in for it.
+    listed: set[str] | None = None
 
     @property
     def key(self) -> Key:
@@ -318,7 +319,10 @@ class IntegrationLoop:
         listed = {m.deployment for ls in spec.levels for m in ls.modules}
         if ok and decision.status.phase is Phase.STABLE:
             await self.label_unlabelled(listed - scaled)
-        await self.release(self.listed - listed)
+        before = self.listed
+        if before is None:  # a restart or a new leader: what carries this integration's label
+            before = set(self.ctx.deployments.owned_by(self.namespace, self.name))
+        await self.release(before - listed)
         self.listed = listed
         return ok
 

@@ -128,6 +128,8 @@ class Deployments:
 
     def __init__(self) -> None:
         self._seen: dict[Key, Seen] = {}
+        #: (namespace, owner) -> the Deployments whose label names that owner.
+        self._by_owner: dict[Key, set[str]] = {}
 
     def __len__(self) -> int:
         return len(self._seen)
@@ -140,15 +142,28 @@ class Deployments:
         held = self._seen.get((namespace, name))
         if held is not None and seen.resource_version and held.resource_version > seen.resource_version:
             return False
+        if held is not None and held.owner != seen.owner:
+            self._unown(namespace, name, held.owner)
         self._seen[(namespace, name)] = seen
+        if seen.owner:
+            self._by_owner.setdefault((namespace, seen.owner), set()).add(name)
         return True
 
     def drop(self, namespace: str, name: str) -> None:
-        self._seen.pop((namespace, name), None)
+        held = self._seen.pop((namespace, name), None)
+        if held is not None:
+            self._unown(namespace, name, held.owner)
+
+    def _unown(self, namespace: str, name: str, owner: str) -> None:
+        names = self._by_owner.get((namespace, owner))
+        if names is not None:
+            names.discard(name)
+            if not names:
+                del self._by_owner[(namespace, owner)]
 
     def owned_by(self, namespace: str, owner: str) -> list[str]:
-        """The watched Deployments whose label names ``owner`` (what releasing it unlabels)."""
-        return sorted(n for (ns, n), s in self._seen.items() if ns == namespace and s.owner == owner)
+        """The Deployments whose label names ``owner`` (what releasing it unlabels)."""
+        return sorted(self._by_owner.get((namespace, owner), ()))
 
     def watched_keys(self, namespace: str | None) -> list[Key]:
         """The watched Deployments of one namespace (None: all)."""
@@ -165,5 +180,5 @@ class Deployments:
         )
 
     def owners(self) -> dict[Key, str]:
-        """(namespace, Deployment) → the integration its label names, for every watched one."""
-        return {k: s.owner for k, s in self._seen.items() if s.watched and s.owner}
+        """(namespace, Deployment) → the integration its label names, for every labelled one."""
+        return {(ns, name): owner for (ns, owner), names in self._by_owner.items() for name in names}
