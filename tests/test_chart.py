@@ -259,8 +259,8 @@ def test_operator_probes_use_the_health_port(helm: str) -> None:
     container = operator_container(render("default", "health.port=8181"))
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports == {"health": 8181, "metrics": 9090}
-    for probe in ("livenessProbe", "readinessProbe"):
-        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
+    for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+        assert container[probe]["httpGet"] == {"path": path, "port": "health"}
         assert container[probe]["periodSeconds"] > 0
     assert "--health-port=8181" in container["args"]
 
