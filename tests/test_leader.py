@@ -256,3 +256,21 @@ async def test_an_unreachable_api_is_no_leadership() -> None:
 def test_settings_refuse_an_inconsistent_lease() -> None:
     with pytest.raises(ValueError, match="lease duration > renew deadline > retry period"):
         LeaderElector(FakeLeases(), NS, LEASE, lease_duration=5, renew_deadline=6)  # type: ignore[arg-type]
+
+
+def test_cli_lease_settings_are_typed_and_checked() -> None:
+    from jeffrey_operator.runtime.cli import _parser, settings_from_args
+    from jeffrey_operator.runtime.settings import SettingsError
+
+    args = _parser().parse_args(["run", "--peering", "ha", "-n", "team-a", "--lease-duration", "10"])
+    settings = settings_from_args(args, env={})
+    assert (settings.peering, settings.standalone, settings.lease_namespace) == ("ha", False, "team-a")
+    assert (settings.lease_duration, settings.renew_deadline, settings.retry_period) == (10.0, 6.0, 2.0)
+    in_pod = settings_from_args(
+        _parser().parse_args(["run", "--peering", "ha"]), env={"POD_NAMESPACE": "ops"}
+    )
+    assert in_pod.lease_namespace == "ops"
+    with pytest.raises(SettingsError, match="--lease-duration > --renew-deadline > --retry-period"):
+        settings_from_args(_parser().parse_args(["run", "--peering", "ha", "--renew-deadline", "9"]), env={})
+    with pytest.raises(SettingsError, match="--liveness-grace must be positive"):
+        settings_from_args(_parser().parse_args(["run", "--liveness-grace", "0"]), env={})
