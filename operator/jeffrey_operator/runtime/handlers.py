@@ -27,7 +27,7 @@ import kopf
 from jeffrey_operator.adapters.kube import KubeError, WatchEvent
 from jeffrey_operator.core.models import GROUP, PLURAL, RETRY_ANNOTATION, VERSION
 from jeffrey_operator.core.ports import Event
-from jeffrey_operator.runtime.reconciler import OperatorContext, release_deployment
+from jeffrey_operator.runtime.reconciler import OperatorContext, release_deployment, slim_body
 from jeffrey_operator.runtime.routing import Key, seen_of
 
 log = logging.getLogger(__name__)
@@ -110,7 +110,8 @@ def integration_event(ctx: OperatorContext, event_type: str | None, body: Mappin
             ctx.spawn(forget_integration(ctx, key))
         return
     before = ctx.integrations.bodies.get(key)
-    wake = ctx.integrations.upsert(key, body)
+    loop = ctx.loops.get(key)
+    wake = ctx.integrations.upsert(key, slim_body(body, keep_status=loop is None or loop.status is None))
     if before is not None and key in ctx.loops and _inputs(before) == _inputs(body):
         wake.discard(key)
     for k in wake:

@@ -28,6 +28,7 @@ from jeffrey_operator.core.durations import parse_duration
 from jeffrey_operator.core.engine import Decision, decide, decide_invalid, gate_mode
 from jeffrey_operator.core.models import (
     INTEGRATION_LABEL,
+    RETRY_ANNOTATION,
     JeffreyIntegrationSpec,
     JeffreyIntegrationStatus,
     Phase,
@@ -128,6 +129,36 @@ class OperatorContext:
                     await closer()
                 except Exception as exc:
                     log.debug("closing %r failed: %s", adapter, exc)
+
+
+#: Marks a body kept without its status (see :func:`slim_body`).
+STATUS_OMITTED = "statusOmitted"
+
+
+def slim_body(body: Mapping[str, Any], *, keep_status: bool) -> dict[str, Any]:
+    """What the operator keeps of a JeffreyIntegration: identity, the retry annotation, spec, and
+    status only while no loop holds its own (a loop keeps the status it wrote; a thousand copies
+    of every status would be the largest thing in memory)."""
+    meta = body.get("metadata") or {}
+    annotations = meta.get("annotations") or {}
+    slim: dict[str, Any] = {
+        "apiVersion": body.get("apiVersion"),
+        "kind": body.get("kind"),
+        "metadata": {
+            **{
+                k: meta[k]
+                for k in ("name", "namespace", "uid", "generation", "creationTimestamp")
+                if k in meta
+            },
+            "annotations": {k: v for k, v in annotations.items() if k == RETRY_ANNOTATION},
+        },
+        "spec": body.get("spec"),
+    }
+    if keep_status:
+        slim["status"] = body.get("status")
+    else:
+        slim[STATUS_OMITTED] = True
+    return slim
 
 
 def status_patch(
@@ -472,6 +503,13 @@ async def reconcile(ctx: OperatorContext, key: Key) -> float | None:
     loop = ctx.loops.get(key)
     if loop is None:
         loop = ctx.loops[key] = IntegrationLoop(ctx=ctx, namespace=key[0], name=key[1])
+    if loop.status is None and STATUS_OMITTED in body:
+        # The status was left out of memory while a loop held its own; read it afresh.
+        live = await ctx.kube.read_integration(*key)
+        if live is None:
+            return None
+        body = slim_body(live, keep_status=True)
+        ctx.integrations.bodies[key] = body
     try:
         return await loop.iterate(body)
     except (ValidationError, ValueError) as exc:  # a status we cannot use: start afresh
@@ -495,5 +533,6 @@ __all__ = [
     "OperatorContext",
     "reconcile",
     "release_deployment",
+    "slim_body",
     "status_patch",
 ]
