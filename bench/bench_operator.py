@@ -43,11 +43,20 @@ LEVELS = ["CORE", "COGNITIVE", "EMOTIONAL", "CONSCIOUS", "LOOPS", "PRODUCTION"]
 
 EMULATOR_MAIN = """
 import sys, time, json
-from jeffrey_emulator import BackgroundEmulator, load_crds
+from jeffrey_emulator import BackgroundEmulator, deployment_manifest, load_crds
 emu = BackgroundEmulator(crds=load_crds(sys.argv[1]), history_size=200000).start()
 print(json.dumps({"url": emu.url, "token": emu.token}), flush=True)
-while True:
-    time.sleep(3600)
+# Commands on stdin: "unrelated NAMESPACE COUNT create|update" changes Deployments inside the
+# emulator (no HTTP client in any process but the operator's watch); "done" is printed after.
+for line in sys.stdin:
+    _, ns, count, mode = line.split()
+    for i in range(int(count)):
+        name = f"unrelated-{i:05d}"
+        if mode == "create":
+            emu.create(deployment_manifest(name, ns, replicas=0))
+        else:
+            emu.patch("deployments", ns, name, {"metadata": {"annotations": {"touched": "yes"}}})
+    print("done", flush=True)
 """
 
 
@@ -58,6 +67,7 @@ class RemoteEmulator:
         env = {**os.environ, "PYTHONPATH": str(ROOT / "operator")}
         self.proc = subprocess.Popen(
             [sys.executable, "-c", EMULATOR_MAIN, str(ROOT / "crds")],
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
             env=env,
@@ -193,34 +203,12 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-UPDATER = """
-import json, sys, urllib.request
-url, token, ns, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-def call(method, path, body):
-    req = urllib.request.Request(url + path, data=json.dumps(body).encode(), method=method, headers={
-        "Authorization": "Bearer " + token,
-        "Content-Type": "application/merge-patch+json" if method == "PATCH" else "application/json"})
-    urllib.request.urlopen(req, timeout=30).read()
-mode = sys.argv[5]
-for i in range(count):
-    name = f"unrelated-{i:05d}"
-    if mode == "create":
-        call("POST", f"/apis/apps/v1/namespaces/{ns}/deployments", {
-            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": ns},
-            "spec": {"replicas": 0, "selector": {"matchLabels": {"app": name}},
-                     "template": {"metadata": {"labels": {"app": name}},
-                                  "spec": {"containers": [{"name": "m", "image": "x"}]}}}})
-    else:
-        call("PATCH", f"/apis/apps/v1/namespaces/{ns}/deployments/{name}",
-             {"metadata": {"annotations": {"touched": "yes"}}, "spec": {"replicas": 1}})
-"""
-
-
 def run_updater(emu: RemoteEmulator, namespace: str, count: int, mode: str) -> None:
-    """Create or update unrelated Deployments from another process (its CPU is not the operator's)."""
-    subprocess.run(
-        [sys.executable, "-c", UPDATER, emu.url, emu.token, namespace, str(count), mode], check=True
-    )
+    """Create or update unrelated Deployments inside the emulator's process."""
+    assert emu.proc.stdin is not None and emu.proc.stdout is not None
+    emu.proc.stdin.write(f"unrelated {namespace} {count} {mode}\n")
+    emu.proc.stdin.flush()
+    assert emu.proc.stdout.readline().strip() == "done"
 
 
 def bench_overhead(emu: RemoteEmulator, runs: int = 5) -> None:
