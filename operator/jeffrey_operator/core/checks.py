@@ -372,6 +372,12 @@ def judge(
         return becomes(CheckResult.FAIL, outcome.message, outcome.value)
     if outcome is not None and outcome.kind is CheckOutcomeKind.INVALID:
         return becomes(CheckResult.INVALID, outcome.message)
+    if (
+        outcome is not None
+        and outcome.kind is CheckOutcomeKind.RUNNING
+        and st.result is not CheckResult.RUNNING
+    ):
+        return becomes(CheckResult.RUNNING, outcome.message)  # e.g. a Job created after all
     if outcome is not None and outcome.kind is CheckOutcomeKind.UNAVAILABLE:
         if check.on_inconclusive is CheckOnInconclusive.FAIL:
             return becomes(CheckResult.FAIL, f"{outcome.message} (onInconclusive=fail)")

@@ -19,12 +19,20 @@ from pydantic import ValidationError
 
 from jeffrey_operator.adapters.kube import Kube, KubeError, merge_patch
 from jeffrey_operator.adapters.prometheus.gates import next_tick_delay
+from jeffrey_operator.core import checks as ck
 from jeffrey_operator.core import conditions as c
 from jeffrey_operator.core.durations import parse_duration
 from jeffrey_operator.core.engine import Decision, decide, decide_invalid, gate_mode
-from jeffrey_operator.core.models import RETRY_ANNOTATION, JeffreyIntegrationSpec, JeffreyIntegrationStatus
+from jeffrey_operator.core.models import (
+    RETRY_ANNOTATION,
+    CheckResult,
+    JeffreyIntegrationSpec,
+    JeffreyIntegrationStatus,
+)
 from jeffrey_operator.core.ports import (
     MISSING,
+    CheckOutcome,
+    CheckOutcomeKind,
     Clock,
     DeploymentObservation,
     Event,
@@ -32,6 +40,8 @@ from jeffrey_operator.core.ports import (
     GateMode,
     GatePort,
     GateReport,
+    HttpCheckPort,
+    JobObservation,
     NoGates,
     NoStateStore,
     Observation,
@@ -81,6 +91,8 @@ class OperatorContext:
     clock: Clock = field(default_factory=SystemClock)
     telemetry: Telemetry = field(default_factory=NoTelemetry)
     emit: EventSink | None = None
+    #: Runs HTTP checks (None: they stay inconclusive).
+    http: HttpCheckPort | None = None
     #: Refresh gate values in status at most this often when nothing else changed.
     gate_status_refresh: float = 60.0
     #: Integration → event that wakes its loop.
@@ -94,7 +106,7 @@ class OperatorContext:
             event.set()
 
     async def close(self) -> None:
-        for adapter in (self.gates, self.store):
+        for adapter in (self.gates, self.store, self.http):
             closer = getattr(adapter, "close", None) or getattr(adapter, "aclose", None)
             if closer is not None:
                 try:
@@ -159,6 +171,14 @@ class IntegrationLoop:
     #: The Deployments this loop is registered for in ``ctx.refs``.
     tracked: set[Key] = field(default_factory=set)
     scale_backoff: float = 0.0
+    #: kopf's index of check Jobs: (namespace, integration) → JobObservation (see handlers.jobs).
+    jobs_index: Mapping[Key, Any] = field(default_factory=dict)
+    #: (check, attempt) → why creating its Job failed (observed as the run's outcome).
+    job_errors: dict[tuple[str, int], CheckOutcome] = field(default_factory=dict)
+    #: Check Jobs this loop asked to delete (the index shows them until they are gone).
+    jobs_deleted: set[str] = field(default_factory=set)
+    #: check → (attempt, monotonic time, outcome) of the last HTTP request (one per interval).
+    http_last: dict[str, tuple[int, float, CheckOutcome]] = field(default_factory=dict)
 
     @property
     def key(self) -> Key:
@@ -241,6 +261,8 @@ class IntegrationLoop:
                 deployments=deployments,
                 gates=report,
                 retry_token=str(annotations.get(RETRY_ANNOTATION, "") or ""),
+                checks=await self.observe_checks(spec, old),
+                name=self.name,
             )
             decision = decide(spec, old, observation, now)
 
@@ -252,6 +274,10 @@ class IntegrationLoop:
         await self.write_status(body, old, new)
         for event in decision.events:
             self.emit(body, event)
+        # After the status write: a check Job exists only for a run that status already records.
+        has_checks = spec is not None and (spec.checks or self.check_jobs())
+        if spec is not None and has_checks and not await self.act_checks(spec, decision.status, body):
+            wait = _min(wait, 1.0)
         if spec is not None:
             store_was_ok = self.store_ok
             await self.sync_store(spec, generation, str(meta.get("uid", "")))
@@ -261,6 +287,89 @@ class IntegrationLoop:
                 wait = _min(wait, max(self.store_retry_at - time.monotonic(), 0.1))
         self.ctx.telemetry.observe(self.namespace, self.name, decision, old, time.perf_counter() - started)
         return _min(wait, decision.requeue_after)
+
+    # ------------------------------------------------------------------------------------ checks
+    def check_jobs(self) -> list[JobObservation]:
+        return [j for j in _all(self.jobs_index.get(self.key)) if isinstance(j, JobObservation)]
+
+    async def observe_checks(
+        self, spec: JeffreyIntegrationSpec, status: JeffreyIntegrationStatus
+    ) -> dict[str, CheckOutcome]:
+        """What the runs in flight gave: a Job's state (found by its labels), an HTTP answer."""
+        jobs = self.check_jobs()
+        specs = ck.by_name(spec)
+        out: dict[str, CheckOutcome] = {}
+        http: list[Any] = []
+        interval = max(parse_duration(spec.analysis.interval), 1.0)
+        for st in status.checks:
+            check = specs.get(st.name)
+            if check is None or st.result not in ck.IN_FLIGHT:
+                continue
+            if check.job is not None:
+                found = next((j for j in jobs if j.check == st.name and j.attempt == st.attempt), None)
+                error = self.job_errors.get((st.name, st.attempt))
+                if found is not None:
+                    out[st.name] = ck.job_outcome(found)
+                elif error is not None:
+                    out[st.name] = error
+            elif self.ctx.http is not None:
+                last = self.http_last.get(st.name)
+                if last is not None and last[0] == st.attempt and time.monotonic() - last[1] < interval:
+                    out[st.name] = last[2]  # asked less than an interval ago: no new request
+                else:
+                    http.append(check)
+        if http and self.ctx.http is not None:
+            attempts = {s.name: s.attempt for s in status.checks}
+            answers = await asyncio.gather(
+                *(self.ctx.http.run(self.namespace, check, attempts[check.name]) for check in http)
+            )
+            for check, answer in zip(http, answers, strict=True):
+                self.http_last[check.name] = (answer.attempt, time.monotonic(), answer)
+                out[check.name] = answer
+        return out
+
+    async def act_checks(
+        self, spec: JeffreyIntegrationSpec, status: JeffreyIntegrationStatus, body: Mapping[str, Any]
+    ) -> bool:
+        """Create the Job of every job-check run status records (unless it exists: a restart finds
+        it by its labels, and the name is the run's, so a second create is refused by the API);
+        delete superseded Jobs and those beyond the history. False when an API call failed."""
+        meta = body.get("metadata") or {}
+        jobs = self.check_jobs()
+        specs = ck.by_name(spec)
+        ok = True
+        for st in status.checks:
+            check = specs.get(st.name)
+            wanted = (CheckResult.RUNNING, CheckResult.INVALID)
+            if check is None or check.job is None or st.result not in wanted or st.attempt < 1:
+                continue
+            if any(j.check == st.name and j.attempt == st.attempt for j in jobs):
+                continue
+            manifest = ck.job_manifest(self.namespace, self.name, str(meta.get("uid", "")), check, st.attempt)
+            try:
+                await self.ctx.kube.create_job(self.namespace, manifest)
+            except KubeError as exc:
+                ok = False
+                kind = CheckOutcomeKind.UNAVAILABLE if exc.retriable else CheckOutcomeKind.INVALID
+                message = f"creating Job {manifest['metadata']['name']} failed: {exc.status} {exc.message}"
+                key = (st.name, st.attempt)
+                if self.job_errors.get(key, CheckOutcome(0, kind)).message != message:
+                    log.warning("%s/%s: check %s: %s", self.namespace, self.name, st.name, message)
+                    self.emit(body, Event("Warning", c.JOB_CREATE_FAILED, f"check {st.name}: {message}"))
+                self.job_errors[key] = CheckOutcome(st.attempt, kind, message)
+                continue
+            self.job_errors.pop((st.name, st.attempt), None)
+        for name in ck.jobs_to_delete(spec, status.checks, jobs):
+            if name in self.jobs_deleted:
+                continue
+            try:
+                await self.ctx.kube.delete_job(self.namespace, name)
+                self.jobs_deleted.add(name)
+            except KubeError as exc:
+                ok = False
+                log.warning("%s/%s: deleting check Job %s failed: %s", self.namespace, self.name, name, exc)
+        self.jobs_deleted &= {j.name for j in jobs}
+        return ok
 
     async def act(self, decision: Decision, body: Mapping[str, Any]) -> bool:
         ok = True

@@ -1,0 +1,177 @@
+"""Level checks end to end: the unchanged operator against the emulated API (with its simulated
+Job controller) and a local HTTP server, over real HTTP. Applies ``examples/jeffrey-checks.yaml``."""
+
+from __future__ import annotations
+
+import copy
+import http.server
+import json
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from jeffrey_emulator import DELAY_ANNOTATION, OUTCOME_ANNOTATION
+from operator_fixtures import Cluster, example, wait_for
+
+EXAMPLE = "jeffrey-checks.yaml"
+
+
+class Answers(http.server.BaseHTTPRequestHandler):
+    """``/readyz`` answers what the test sets (status code and JSON body)."""
+
+    answer: tuple[int, dict[str, Any]] = (200, {"status": "ok"})
+    requests: list[str] = []
+
+    def do_GET(self) -> None:
+        code, body = type(self).answer
+        type(self).requests.append(self.path)
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: Any) -> None:
+        return None
+
+
+@pytest.fixture(name="readyz")
+def readyz_fixture() -> Iterator[type[Answers]]:
+    handler = type("Handler", (Answers,), {"answer": (200, {"status": "ok"}), "requests": []})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    handler.url = f"http://127.0.0.1:{server.server_address[1]}/readyz"  # type: ignore[attr-defined]
+    try:
+        yield handler
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def checks(readyz: type[Answers], *, outcome: str, delay: str = "0.3") -> list[dict[str, Any]]:
+    """The example's checks, with the smoke Job's outcome chosen for the emulator's Job
+    controller (pod template annotation) and the HTTP check pointed at the local server."""
+    out = copy.deepcopy(example(EXAMPLE)["spec"]["checks"])
+    smoke, ready = out
+    template = smoke["job"]["spec"]["template"]
+    template["metadata"] = {"annotations": {OUTCOME_ANNOTATION: outcome, DELAY_ANNOTATION: delay}}
+    ready["http"]["url"] = readyz.url  # type: ignore[attr-defined]
+    return out
+
+
+def start(cluster: Cluster, namespace: str, spec_checks: list[dict[str, Any]], **spec: Any) -> None:
+    cluster.emu.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+    cluster.start_operator()
+    cluster.apply_example(EXAMPLE, namespace=namespace, checks=spec_checks, **spec)
+
+
+def check(status: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(c for c in status.get("checks") or [] if c["name"] == name)
+
+
+def jobs(cluster: Cluster, namespace: str) -> list[dict[str, Any]]:
+    return [dict(j) for j in cluster.emu.list("jobs", namespace)]
+
+
+def test_a_passing_smoke_job_and_http_check_let_the_climb_reach_production(
+    cluster: Cluster, readyz: type[Answers]
+) -> None:
+    ns = "checks-pass"
+    start(cluster, ns, checks(readyz, outcome="Complete"))
+    status = cluster.wait_phase("Stable", within=30, namespace=ns)
+    assert status["currentLevel"] == "PRODUCTION"
+    smoke, ready = check(status, "core-smoke"), check(status, "loops-ready")
+    assert (smoke["result"], smoke["attempt"], smoke["job"]) == ("Pass", 1, "jeffrey-core-smoke-1")
+    assert (ready["result"], ready["value"]) == ("Pass", "ok")
+    [job] = jobs(cluster, ns)
+    labels = job["metadata"]["labels"]
+    assert labels["jeffreyos.io/integration"] == "jeffrey" and labels["jeffreyos.io/attempt"] == "1"
+    assert labels["jeffreyos.io/level"] == "CORE" and labels["jeffreyos.io/check"] == "core-smoke"
+    owner = job["metadata"]["ownerReferences"][0]
+    assert (owner["kind"], owner["uid"]) == (
+        "JeffreyIntegration",
+        cluster.ji(namespace=ns)["metadata"]["uid"],
+    )
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert conditions["ChecksHealthy"]["status"] == "True"
+    reasons = [e["reason"] for e in cluster.events(ns)]
+    assert reasons.count("CheckPassed") == 2 and "CheckStarted" in reasons
+    assert readyz.requests
+
+
+def test_a_failing_smoke_job_rolls_back_and_names_the_check(cluster: Cluster, readyz: type[Answers]) -> None:
+    ns = "checks-fail"
+    start(cluster, ns, checks(readyz, outcome="Failed"))
+    status = cluster.wait_phase("RolledBack", within=30, namespace=ns)
+    rollback = status["lastRollback"]
+    assert (rollback["reason"], rollback["check"]) == ("CheckFailed", "core-smoke")
+    assert "Job jeffrey-core-smoke-1 failed: BackoffLimitExceeded" in rollback["message"]
+    assert check(status, "core-smoke")["result"] == "Fail"
+    replicas = cluster.replicas(ns)
+    assert replicas["auto-learner"] == 0 and replicas["awareness-loop"] == 0  # nothing above CORE
+    warnings = [e for e in cluster.events(ns) if e["reason"] == "CheckFailed"]
+    assert warnings and warnings[0]["type"] == "Warning"
+    assert {c["type"]: c["status"] for c in status["conditions"]}["ChecksHealthy"] == "False"
+
+
+def test_a_restart_mid_check_finds_its_job_and_starts_no_second_one(
+    cluster: Cluster, readyz: type[Answers]
+) -> None:
+    ns = "checks-restart"
+    start(cluster, ns, checks(readyz, outcome="Running"))
+    wait_for(lambda: jobs(cluster, ns), within=20, what="the smoke Job")
+    assert check(cluster.status(namespace=ns), "core-smoke")["result"] == "Running"
+    cluster.stop_operator()
+    cluster.start_operator()
+    # Let the new operator reconcile (it rewrites nothing while the Job runs), then finish the Job.
+    wait_for(lambda: cluster.ctx is not None and cluster.ctx.wakers, within=10, what="the new loop")
+    [job] = jobs(cluster, ns)
+    assert job["metadata"]["name"] == "jeffrey-core-smoke-1"
+    cluster.emu.store.set_status(
+        "jobs",
+        ns,
+        job["metadata"]["name"],
+        {
+            "succeeded": 1,
+            "conditions": [{"type": "Complete", "status": "True", "reason": "CompletionsReached"}],
+        },
+    )
+    status = cluster.wait_phase("Stable", within=30, namespace=ns)
+    assert check(status, "core-smoke")["attempt"] == 1
+    assert [j["metadata"]["name"] for j in jobs(cluster, ns)] == ["jeffrey-core-smoke-1"]
+    assert len(cluster.emu.jobs.seen) == 1  # the emulator saw one Job created, ever
+    creates = [r for r in cluster.emu.requests if r.verb == "create" and r.plural == "jobs"]
+    assert len(creates) == 1
+
+
+def test_an_http_check_answering_500_rolls_back_and_a_timeout_holds(
+    cluster: Cluster, readyz: type[Answers]
+) -> None:
+    ns = "checks-http"
+    spec_checks = [checks(readyz, outcome="Complete")[1]]
+    spec_checks[0]["http"]["url"] = "http://127.0.0.1:9/readyz"  # nothing listens: inconclusive
+    start(cluster, ns, spec_checks)
+    status = wait_for(
+        lambda: (
+            (s := cluster.status(namespace=ns)).get("reason") == "WaitingForChecks"
+            and check(s, "loops-ready")["result"] == "Inconclusive"
+            and s
+        ),
+        within=30,
+        what="LOOPS holding on an inconclusive check",
+    )
+    assert status["phase"] == "Validating" and status["activeLevel"] == "LOOPS"
+    assert "lastRollback" not in status
+    readyz.answer = (500, {"status": "broken"})
+    cluster.patch_spec(
+        {"checks": [{**spec_checks[0], "http": {**spec_checks[0]["http"], "url": readyz.url}}]},  # type: ignore[attr-defined]
+        namespace=ns,
+    )
+    status = cluster.wait_phase("RolledBack", within=30, namespace=ns)
+    assert status["lastRollback"]["check"] == "loops-ready"
+    assert "HTTP 500, expected 200" in status["lastRollback"]["message"]
+    assert "broken" not in json.dumps(status)  # the body is never copied beyond the compared field
