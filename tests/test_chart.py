@@ -158,6 +158,7 @@ NAMESPACED_RULES = {
     ("apps", "deployments/scale"): {"get", "patch", "update"},
     ("", "events"): {"create", "patch"},
     ("events.k8s.io", "events"): {"create", "patch"},
+    ("batch", "jobs"): {"create", "get", "list", "watch", "delete"},
     ("", "secrets"): {"get"},
 }
 CRD_RULE = {("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"}}
