@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from jeffrey_emulator import DELAY_ANNOTATION, OUTCOME_ANNOTATION
+from jeffrey_operator.adapters import telemetry
 from operator_fixtures import Cluster, example, wait_for
 
 EXAMPLE = "jeffrey-checks.yaml"
@@ -69,6 +70,11 @@ def start(cluster: Cluster, namespace: str, spec_checks: list[dict[str, Any]], *
     cluster.apply_example(EXAMPLE, namespace=namespace, checks=spec_checks, **spec)
 
 
+def runs(namespace: str, check: str, result: str) -> float | None:
+    labels = {"namespace": namespace, "name": "jeffrey", "check": check, "result": result}
+    return telemetry.REGISTRY.get_sample_value("jeffrey_check_runs_total", labels)
+
+
 def check(status: dict[str, Any], name: str) -> dict[str, Any]:
     return next(c for c in status.get("checks") or [] if c["name"] == name)
 
@@ -101,6 +107,8 @@ def test_a_passing_smoke_job_and_http_check_let_the_climb_reach_production(
     reasons = [e["reason"] for e in cluster.events(ns)]
     assert reasons.count("CheckPassed") == 2 and "CheckStarted" in reasons
     assert readyz.requests
+    assert (runs(ns, "core-smoke", "Pass"), runs(ns, "core-smoke", "Fail")) == (1, 0)
+    assert runs(ns, "loops-ready", "Pass") == 1
 
 
 def test_a_failing_smoke_job_rolls_back_and_names_the_check(cluster: Cluster, readyz: type[Answers]) -> None:
@@ -116,6 +124,7 @@ def test_a_failing_smoke_job_rolls_back_and_names_the_check(cluster: Cluster, re
     warnings = [e for e in cluster.events(ns) if e["reason"] == "CheckFailed"]
     assert warnings and warnings[0]["type"] == "Warning"
     assert {c["type"]: c["status"] for c in status["conditions"]}["ChecksHealthy"] == "False"
+    assert (runs(ns, "core-smoke", "Fail"), runs(ns, "loops-ready", "Fail")) == (1, 0)  # born at 0
 
 
 def test_a_restart_mid_check_finds_its_job_and_starts_no_second_one(
