@@ -177,6 +177,8 @@ class IntegrationLoop:
     job_errors: dict[tuple[str, int], CheckOutcome] = field(default_factory=dict)
     #: Check Jobs this loop asked to delete (the index shows them until they are gone).
     jobs_deleted: set[str] = field(default_factory=set)
+    #: Check Jobs this loop created (the index may not show them yet: no second create call).
+    jobs_created: set[str] = field(default_factory=set)
     #: check → (attempt, monotonic time, outcome) of the last HTTP request (one per interval).
     http_last: dict[str, tuple[int, float, CheckOutcome]] = field(default_factory=dict)
 
@@ -346,8 +348,10 @@ class IntegrationLoop:
             if any(j.check == st.name and j.attempt == st.attempt for j in jobs):
                 continue
             manifest = ck.job_manifest(self.namespace, self.name, str(meta.get("uid", "")), check, st.attempt)
+            if manifest["metadata"]["name"] in self.jobs_created:
+                continue
             try:
-                await self.ctx.kube.create_job(self.namespace, manifest)
+                await self.ctx.kube.create_job(self.namespace, manifest)  # exists already: False
             except KubeError as exc:
                 ok = False
                 kind = CheckOutcomeKind.UNAVAILABLE if exc.retriable else CheckOutcomeKind.INVALID
@@ -359,6 +363,7 @@ class IntegrationLoop:
                 self.job_errors[key] = CheckOutcome(st.attempt, kind, message)
                 continue
             self.job_errors.pop((st.name, st.attempt), None)
+            self.jobs_created.add(manifest["metadata"]["name"])
         for name in ck.jobs_to_delete(spec, status.checks, jobs):
             if name in self.jobs_deleted:
                 continue
@@ -369,6 +374,7 @@ class IntegrationLoop:
                 ok = False
                 log.warning("%s/%s: deleting check Job %s failed: %s", self.namespace, self.name, name, exc)
         self.jobs_deleted &= {j.name for j in jobs}
+        self.jobs_created &= {st.job for st in status.checks}  # only runs status still names
         return ok
 
     async def act(self, decision: Decision, body: Mapping[str, Any]) -> bool:
