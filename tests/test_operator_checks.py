@@ -19,6 +19,7 @@ from jeffrey_emulator import DELAY_ANNOTATION, OUTCOME_ANNOTATION
 from jeffrey_operator.adapters import telemetry
 from jeffrey_operator.ctl.main import main as jeffreyctl
 from operator_fixtures import Cluster, example, wait_for
+from test_argocd_lua import HEALTH, ArgoLua
 
 EXAMPLE = "jeffrey-checks.yaml"
 
@@ -143,6 +144,9 @@ def test_a_failing_smoke_job_rolls_back_and_names_the_check(
     out = ctl(cluster, tmp_path, "status", "jeffrey", "-n", ns)
     assert "CheckFailed (check core-smoke) - check core-smoke failed: Job jeffrey-core-smoke-1 failed" in out
     assert re.search(r"core-smoke\s+CORE\s+validation\s+Fail\s+1\s", out)
+    # Argo CD's health check on the live object the operator wrote.
+    argo = ArgoLua("lua51").run(HEALTH, cluster.ji(namespace=ns))
+    assert argo["status"] == "Degraded" and "(check core-smoke)" in argo["message"]
 
 
 def test_a_restart_mid_check_finds_its_job_and_starts_no_second_one(
