@@ -118,8 +118,11 @@ def test_a_passing_smoke_job_and_http_check_let_the_climb_reach_production(
     )
     conditions = {c["type"]: c for c in status["conditions"]}
     assert conditions["ChecksHealthy"]["status"] == "True"
-    reasons = [e["reason"] for e in cluster.events(ns)]
-    assert reasons.count("CheckPassed") == 2 and "CheckStarted" in reasons
+    reasons = wait_for(
+        lambda: (r := [e["reason"] for e in cluster.events(ns)]).count("CheckPassed") == 2 and r,
+        what="two CheckPassed Events",
+    )
+    assert "CheckStarted" in reasons
     assert readyz.requests
     assert (runs(ns, "core-smoke", "Pass"), runs(ns, "core-smoke", "Fail")) == (1, 0)
     assert runs(ns, "loops-ready", "Pass") == 1
@@ -137,8 +140,10 @@ def test_a_failing_smoke_job_rolls_back_and_names_the_check(
     assert check(status, "core-smoke")["result"] == "Fail"
     replicas = cluster.replicas(ns)
     assert replicas["auto-learner"] == 0 and replicas["awareness-loop"] == 0  # nothing above CORE
-    warnings = [e for e in cluster.events(ns) if e["reason"] == "CheckFailed"]
-    assert warnings and warnings[0]["type"] == "Warning"
+    warnings = wait_for(  # kopf posts Events from its own queue, a moment later
+        lambda: [e for e in cluster.events(ns) if e["reason"] == "CheckFailed"], what="a CheckFailed Event"
+    )
+    assert warnings[0]["type"] == "Warning"
     assert {c["type"]: c["status"] for c in status["conditions"]}["ChecksHealthy"] == "False"
     assert (runs(ns, "core-smoke", "Fail"), runs(ns, "loops-ready", "Fail")) == (1, 0)  # born at 0
     out = ctl(cluster, tmp_path, "status", "jeffrey", "-n", ns)
