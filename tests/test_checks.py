@@ -330,3 +330,10 @@ def test_job_outcome_names_the_job_and_the_reason() -> None:
         JobObservation(name="ji-a-2", check="a", attempt=2, failed=True, reason="DeadlineExceeded")
     )
     assert (o.kind, o.message) == (CheckOutcomeKind.FAILED, "Job ji-a-2 failed: DeadlineExceeded")
+
+
+def test_the_worked_examples_in_the_docstrings_hold() -> None:
+    import doctest
+
+    result = doctest.testmod(ck)
+    assert result.attempted > 5 and result.failed == 0

@@ -11,6 +11,7 @@ import aiohttp.web
 import pytest
 
 from jeffrey_operator.adapters.checks import HttpChecks
+from jeffrey_operator.core.egress import EgressPolicy
 from jeffrey_operator.core.models import CheckSpec
 from jeffrey_operator.core.ports import CheckOutcomeKind
 
@@ -166,9 +167,27 @@ async def test_a_missing_secret_is_invalid_and_sends_nothing(server: Server) -> 
     assert not server.seen
 
 
-async def test_a_url_the_egress_policy_refuses_is_invalid(server: Server) -> None:
-    got = await run(
-        server.url + "/ok", egress=lambda url: "not in the allow-list" if "127.0.0.1" in url else ""
-    )
-    assert got.kind is CheckOutcomeKind.INVALID and "not in the allow-list" in got.message
+async def test_a_host_outside_the_egress_allow_list_is_invalid(server: Server) -> None:
+    got = await run(server.url + "/ok", egress=EgressPolicy.parse(["*.svc.cluster.local"]))
+    assert got.kind is CheckOutcomeKind.INVALID and "not in the operator's egress allow-list" in got.message
+    assert not server.seen
+
+
+async def test_cloud_metadata_is_refused_by_default() -> None:
+    got = await run("http://169.254.169.254/latest/meta-data/")
+    assert got.kind is CheckOutcomeKind.INVALID and "link-local" in got.message
+
+
+async def test_a_name_resolving_to_a_refused_address_is_refused(server: Server) -> None:
+    async def lookup(host: str) -> list[str]:
+        return ["169.254.169.254"]
+
+    url = server.url.replace("127.0.0.1", "localhost") + "/ok"  # a name, judged by its addresses
+    check = CheckSpec.model_validate({"name": "c", "level": "CORE", "http": {"url": url}})
+    runner = HttpChecks(read_secret, lookup=lookup)
+    try:
+        got = await runner.run("ns", check, 1)
+    finally:
+        await runner.close()
+    assert got.kind is CheckOutcomeKind.INVALID and "resolves to 169.254.169.254" in got.message
     assert not server.seen

@@ -450,3 +450,17 @@ def pre_checks_pending(statuses: Iterable[CheckStatus], level: Level | None) -> 
 
 def by_name(spec: JeffreyIntegrationSpec) -> Mapping[str, CheckSpec]:
     return {c.name: c for c in spec.checks}
+
+
+def check_urls(spec: JeffreyIntegrationSpec) -> list[tuple[str, str]]:
+    """``(field, url)`` of every HTTP check, for the egress policy's list of the URLs a spec makes
+    the operator call (:mod:`jeffrey_operator.core.egress`).
+
+    >>> from jeffrey_operator.core.models import JeffreyIntegrationSpec
+    >>> check_urls(JeffreyIntegrationSpec(levels=[{"level": "CORE", "modules": [{"deployment": "m"}]}],
+    ...     checks=[{"name": "r", "level": "CORE", "http": {"url": "http://m:8000/readyz"}}]))
+    [('spec.checks[0].http.url', 'http://m:8000/readyz')]
+    """
+    return [
+        (f"spec.checks[{i}].http.url", c.http.url) for i, c in enumerate(spec.checks) if c.http is not None
+    ]

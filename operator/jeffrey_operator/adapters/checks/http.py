@@ -9,8 +9,9 @@ What this adapter guarantees, whatever the spec says:
 * header values come from Secrets of the JeffreyIntegration's own namespace (``secretKeyRef``);
 * at most 1 MiB of an answer is read, only when ``jsonPath`` is set, and nothing of it leaves this
   module but the one compared field;
-* every URL (and redirect target) goes through ``egress`` first: the operator-wide allow-list
-  (``core/egress.py``, flag ``--egress-allow``) plugs in here; a refused URL is Invalid.
+* every URL and redirect target, and the addresses its host resolves to, pass the operator's
+  egress policy (:mod:`jeffrey_operator.core.egress`: the allow-list, link-local and cloud
+  metadata refused by default); a refused URL is an Invalid run that names it, and nothing is sent.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -25,37 +27,49 @@ from urllib.parse import urljoin, urlsplit
 import aiohttp
 
 from jeffrey_operator.core.checks import judge_http_answer, timeout_of
+from jeffrey_operator.core.egress import EgressPolicy, redirect_allowed
 from jeffrey_operator.core.models import CheckSpec, HttpMethod
 from jeffrey_operator.core.ports import CheckOutcome, CheckOutcomeKind
 
 log = logging.getLogger(__name__)
 
 SecretReader = Callable[[str, str, str], Awaitable[str]]
-#: ``url -> reason it is refused`` (empty: allowed).
-EgressPolicy = Callable[[str], str]
+#: host → the addresses it resolves to (injectable for tests).
+Lookup = Callable[[str], Awaitable[list[str]]]
 
 MAX_REDIRECTS = 3
 MAX_BODY = 1 << 20
 _REDIRECTS = (301, 302, 303, 307, 308)
 
 
-def allow_all(url: str) -> str:
-    return ""
-
-
-def _origin(url: str) -> tuple[str, str, int | None]:
-    parts = urlsplit(url)
-    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
-    return parts.scheme, (parts.hostname or "").lower(), port
+async def _getaddrinfo(host: str) -> list[str]:
+    infos = await asyncio.get_running_loop().getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    return sorted({str(info[4][0]) for info in infos})
 
 
 class HttpChecks:
     """The :class:`~jeffrey_operator.core.ports.HttpCheckPort` on aiohttp."""
 
-    def __init__(self, secret_reader: SecretReader, *, egress: EgressPolicy = allow_all) -> None:
+    def __init__(
+        self, secret_reader: SecretReader, *, egress: EgressPolicy | None = None, lookup: Lookup | None = None
+    ) -> None:
         self._read_secret = secret_reader
-        self._egress = egress
+        self._egress = egress or EgressPolicy()
+        self._lookup = lookup or _getaddrinfo
         self._session: aiohttp.ClientSession | None = None
+
+    async def _refusal(self, url: str) -> str:
+        """Why the policy refuses ``url`` (its host's addresses included), or ``""``. A host that
+        does not resolve is not refused here: connecting fails and is reported as inconclusive."""
+        refused = self._egress.refusal(url)
+        if refused is None:
+            host = (urlsplit(url).hostname or "").rstrip(".")
+            try:
+                addresses = await self._lookup(host)
+            except OSError:
+                addresses = []
+            refused = self._egress.refusal(url, addresses)
+        return str(refused) if refused is not None else ""
 
     async def close(self) -> None:
         if self._session is not None:
@@ -99,16 +113,16 @@ class HttpChecks:
         try:
             async with asyncio.timeout(seconds):
                 for _ in range(MAX_REDIRECTS + 1):
-                    refused = self._egress(url)
+                    refused = await self._refusal(url)
                     if refused:
-                        return CheckOutcome(attempt, CheckOutcomeKind.INVALID, f"{url} refused: {refused}")
+                        return CheckOutcome(attempt, CheckOutcomeKind.INVALID, f"egress policy: {refused}")
                     async with self._client().request(
                         method, url, headers=headers, data=data, allow_redirects=False
                     ) as resp:
                         location = resp.headers.get("Location")
                         if resp.status in _REDIRECTS and location:
                             target = urljoin(url, location)
-                            if _origin(target) != _origin(url):
+                            if not redirect_allowed(url, target):
                                 host = urlsplit(target).hostname or target
                                 return CheckOutcome(
                                     attempt,
