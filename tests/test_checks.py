@@ -3,6 +3,7 @@ ladder does with a check (driven through the engine with a fake clock)."""
 
 from __future__ import annotations
 
+import doctest
 from typing import Any
 
 import pytest
@@ -333,7 +334,5 @@ def test_job_outcome_names_the_job_and_the_reason() -> None:
 
 
 def test_the_worked_examples_in_the_docstrings_hold() -> None:
-    import doctest
-
     result = doctest.testmod(ck)
     assert result.attempted > 5 and result.failed == 0
