@@ -218,3 +218,48 @@ def test_an_http_check_answering_500_rolls_back_and_a_timeout_holds(
     assert status["lastRollback"]["check"] == "loops-ready"
     assert "HTTP 500, expected 200" in status["lastRollback"]["message"]
     assert "broken" not in json.dumps(status)  # the body is never copied beyond the compared field
+
+
+def test_before_promotion_keeps_the_level_at_zero_until_the_job_passed(
+    cluster: Cluster, readyz: type[Answers]
+) -> None:
+    ns = "checks-before"
+    smoke = checks(readyz, outcome="Complete", delay="1.5")[0]
+    smoke.update(level="COGNITIVE", when="beforePromotion")
+    start(cluster, ns, [smoke], targetLevel="COGNITIVE")
+    holding = wait_for(
+        lambda: (s := cluster.status(namespace=ns)).get("reason") == "WaitingForChecks" and s,
+        within=20,
+        what="COGNITIVE waiting for its beforePromotion check",
+    )
+    assert (holding["phase"], holding["activeLevel"]) == ("Promoting", "COGNITIVE")
+    assert check(holding, "core-smoke")["result"] == "Running"
+    assert cluster.replicas(ns)["auto-learner"] == 0  # not scaled while the check runs
+    status = cluster.wait_phase("Stable", within=30, namespace=ns)
+    assert status["currentLevel"] == "COGNITIVE" and cluster.replicas(ns)["auto-learner"] == 1
+
+
+def test_retries_keep_a_bounded_history_of_jobs(cluster: Cluster, readyz: type[Answers]) -> None:
+    ns = "checks-history"
+    smoke = checks(readyz, outcome="Failed", delay="0")[0]
+    smoke["job"]["historyLimit"] = 1
+    start(cluster, ns, [smoke])
+    for attempt in (1, 2, 3):
+        wait_for(
+            lambda a=attempt: (
+                (s := cluster.status(namespace=ns)).get("phase") == "RolledBack"
+                and check(s, "core-smoke")["attempt"] == a
+            ),
+            within=20,
+            what=f"rollback after run {attempt}",
+        )
+        if attempt < 3:
+            cluster.annotate("jeffreyos.io/retry", str(attempt), namespace=ns)
+    names = wait_for(
+        lambda: (
+            (n := sorted(j["metadata"]["name"] for j in jobs(cluster, ns))) == ["jeffrey-core-smoke-3"] and n
+        ),
+        within=20,
+        what="only the newest finished Job kept",
+    )
+    assert names == ["jeffrey-core-smoke-3"]
