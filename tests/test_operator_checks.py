@@ -4,6 +4,7 @@ Job controller) and a local HTTP server, over real HTTP. Applies ``examples/jeff
 from __future__ import annotations
 
 import copy
+import datetime
 import http.server
 import io
 import json
@@ -18,6 +19,7 @@ import pytest
 from jeffrey_emulator import DELAY_ANNOTATION, OUTCOME_ANNOTATION
 from jeffrey_operator.adapters import telemetry
 from jeffrey_operator.ctl.main import main as jeffreyctl
+from jeffrey_playground.main import demo_spec, render_compact
 from operator_fixtures import Cluster, example, wait_for
 from test_argocd_lua import HEALTH, ArgoLua
 
@@ -263,3 +265,30 @@ def test_retries_keep_a_bounded_history_of_jobs(cluster: Cluster, readyz: type[A
         what="only the newest finished Job kept",
     )
     assert names == ["jeffrey-core-smoke-3"]
+
+
+def test_the_playground_runs_the_example_smoke_job_and_shows_it() -> None:
+    spec = demo_spec(speed=2.0, prometheus_url=None)
+    [smoke] = spec["checks"]
+    assert smoke["name"] == "core-smoke" and smoke["level"] == "CORE"
+    notes = smoke["job"]["spec"]["template"]["metadata"]["annotations"]
+    assert notes == {OUTCOME_ANNOTATION: "Complete", DELAY_ANNOTATION: "0.5"}
+    body = {
+        "metadata": {"name": "jeffrey", "namespace": "jeffrey", "generation": 1},
+        "spec": spec,
+        "status": {
+            "phase": "Validating",
+            "activeLevel": "CORE",
+            "checks": [
+                {
+                    "name": "core-smoke",
+                    "level": "CORE",
+                    "result": "Pass",
+                    "attempt": 1,
+                    "job": "jeffrey-core-smoke-1",
+                }
+            ],
+        },
+    }
+    text = render_compact(body, datetime.datetime.now(datetime.UTC), 1.0)
+    assert "checks: core-smoke Pass (jeffrey-core-smoke-1)" in text
