@@ -61,7 +61,8 @@ __all__ = ["Outcome", "PlaygroundOptions", "demo_spec", "main", "render_compact"
 
 NAMESPACE = "jeffrey"
 NAME = "jeffrey"
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "jeffrey-full-ladder.yaml"
+REPOSITORY = Path(__file__).resolve().parents[3]  # tools/playground/jeffrey_playground/main.py
+EXAMPLE = REPOSITORY / "examples" / "jeffrey-full-ladder.yaml"
 #: Where the demo's level check comes from (its CORE smoke-test Job).
 CHECKS_EXAMPLE = EXAMPLE.with_name("jeffrey-checks.yaml")
 #: The example's ladder, for an installed package without the repository's ``examples/``.
