@@ -96,6 +96,18 @@ def test_a_failed_job_rolls_back_and_names_the_check() -> None:
     assert (healthy.status.value, healthy.reason) == ("False", c.CHECK_FAILED)
 
 
+def test_a_rollback_stops_the_runs_in_flight() -> None:
+    w = World.of(spec(job_check(when="afterPromotion"), job_check(name="learner-smoke", level="COGNITIVE")))
+    settle(w)
+    assert [s.result.value for s in w.status.checks] == ["Running", "Running"]
+    outcome(w, "learner-smoke", CheckOutcomeKind.FAILED, "failed")
+    settle(w)
+    assert w.status.phase is Phase.ROLLED_BACK
+    core, learner = w.status.checks
+    assert (core.result.value, core.message) == ("Pending", "stopped by the rollback")
+    assert learner.result.value == "Fail"  # the one that rolled back keeps its verdict
+
+
 def test_retry_after_a_rollback_runs_the_check_again_with_a_new_attempt() -> None:
     w = World.of(spec(job_check(level="COGNITIVE")))
     settle(w)

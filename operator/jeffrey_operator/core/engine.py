@@ -618,6 +618,10 @@ def _rollback(
             ),
             "last_retry_token": step.obs.retry_token,
             "unready_since": "",
+            # Runs still in flight no longer count: their Jobs are deleted, they run again next climb.
+            "checks": [
+                ck.reset(s, "stopped by the rollback") if s.result in ck.IN_FLIGHT else s for s in st.checks
+            ],
         }
     )
     step.status = st
