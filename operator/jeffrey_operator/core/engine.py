@@ -339,6 +339,9 @@ def _advance(step: _Step) -> None:
             step.status = st.model_copy(update={"unready_since": ""})
             return
 
+    # --- a failed check with onFailure: hold stops the climb where it is -----------------------
+    if st.phase in (*_RUNNING_PHASES, Phase.STABLE) and _held_by_check(step):
+        return
     # --- demotion: one level at a time, highest first, no gates --------------------------------
     if st.phase == Phase.DEMOTING and st.active_level is not None:
         if not _drained_level(step, st.active_level):
@@ -507,13 +510,11 @@ def _check_applies(step: _Step, check: CheckSpec, cs: CheckStatus) -> bool:
 
 
 def _drive_checks(step: _Step) -> bool:
-    """Start the checks whose moment came, judge those in flight, act on a failure.
-
-    Returns True when the step changed something or must stop here (a failure holds)."""
+    """Start the checks whose moment came, judge those in flight, roll back on a failure
+    (``onFailure: rollback``). Returns True when the step changed something."""
     st = step.status
     interval = parse_duration(step.spec.analysis.interval)
     new_list: list[CheckStatus] = []
-    applicable: list[tuple[CheckSpec, CheckStatus]] = []
     retry_token = st.last_retry_token
     for check, cs in zip(step.spec.checks, st.checks, strict=True):
         new = cs
@@ -539,21 +540,38 @@ def _drive_checks(step: _Step) -> bool:
             )
             step.deadlines.append(0.0 if fresh else min(interval, left if left is not None else interval))
         new_list.append(new)
-        applicable.append((check, new))
     if new_list != st.checks or retry_token != st.last_retry_token:
         step.status = st.model_copy(update={"checks": new_list, "last_retry_token": retry_token})
         changed = True
     else:
         changed = False
-    failed = next(((chk, cs) for chk, cs in applicable if cs.result is CheckResult.FAIL), None)
-    if failed is None:
-        return changed
-    check, cs = failed
-    message = f"check {check.name} failed: {cs.message}"
-    if check.on_failure is CheckOnFailure.ROLLBACK:
-        _rollback(step, c.CHECK_FAILED, message, check=check.name)
+    failed = _failed_check(step, CheckOnFailure.ROLLBACK)
+    if failed is not None:
+        check, cs = failed
+        _rollback(step, c.CHECK_FAILED, f"check {check.name} failed: {cs.message}", check=check.name)
         return True
-    hold = f"holding: {message} (onFailure=hold; retry with jeffreyos.io/retry or a spec change)"
+    return changed
+
+
+def _failed_check(step: _Step, on_failure: CheckOnFailure) -> tuple[CheckSpec, CheckStatus] | None:
+    """The first applicable check (spec order) that failed, with this ``onFailure``."""
+    for check, cs in zip(step.spec.checks, step.status.checks, strict=True):
+        failed = cs.result is CheckResult.FAIL and check.on_failure is on_failure
+        if failed and _check_applies(step, check, cs):
+            return check, cs
+    return None
+
+
+def _held_by_check(step: _Step) -> bool:
+    """A failed ``onFailure: hold`` check: the climb stops (reason CheckFailed) until a retry."""
+    failed = _failed_check(step, CheckOnFailure.HOLD)
+    if failed is None:
+        return False
+    check, cs = failed
+    hold = (
+        f"holding: check {check.name} failed: {cs.message} "
+        "(onFailure=hold; retry with jeffreyos.io/retry or a spec change)"
+    )
     if (step.status.reason, step.status.message) != (c.CHECK_FAILED, hold):
         step.move(step.status.phase, c.CHECK_FAILED, hold, event_type="Warning")
     return True
