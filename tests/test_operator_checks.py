@@ -31,10 +31,12 @@ class Answers(http.server.BaseHTTPRequestHandler):
 
     answer: tuple[int, dict[str, Any]] = (200, {"status": "ok"})
     requests: list[str] = []
+    tokens: list[str] = []
 
     def do_GET(self) -> None:
         code, body = type(self).answer
         type(self).requests.append(self.path)
+        type(self).tokens.append(self.headers.get("X-Token", ""))
         data = json.dumps(body).encode()
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
@@ -48,7 +50,7 @@ class Answers(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture(name="readyz")
 def readyz_fixture() -> Iterator[type[Answers]]:
-    handler = type("Handler", (Answers,), {"answer": (200, {"status": "ok"}), "requests": []})
+    handler = type("Handler", (Answers,), {"answer": (200, {"status": "ok"}), "requests": [], "tokens": []})
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -292,3 +294,43 @@ def test_the_playground_runs_the_example_smoke_job_and_shows_it() -> None:
     }
     text = render_compact(body, datetime.datetime.now(datetime.UTC), 1.0)
     assert "checks: core-smoke Pass (jeffrey-core-smoke-1)" in text
+
+
+def test_an_http_header_from_a_missing_secret_is_invalid_until_the_secret_exists(
+    cluster: Cluster, readyz: type[Answers]
+) -> None:
+    ns = "checks-secret"
+    ready = checks(readyz, outcome="Complete")[1]
+    ready["http"]["headers"] = [
+        {"name": "X-Token", "valueFrom": {"secretKeyRef": {"name": "loops", "key": "token"}}}
+    ]
+    start(cluster, ns, [ready])
+    status = wait_for(
+        lambda: (
+            (s := cluster.status(namespace=ns)).get("checks")
+            and check(s, "loops-ready")["result"] == "Invalid"
+            and s
+        ),
+        within=30,
+        what="the check Invalid for want of its Secret",
+    )
+    assert status["phase"] == "Validating" and "lastRollback" not in status  # holds, never rolls back
+    assert "Secret loops key token" in check(status, "loops-ready")["message"]
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert (conditions["ChecksHealthy"]["status"], conditions["ChecksHealthy"]["reason"]) == (
+        "False",
+        "InvalidCheck",
+    )
+    assert not readyz.requests  # nothing was sent without the header
+    cluster.emu.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "loops", "namespace": ns},
+            "stringData": {"token": "s3cret"},
+        }
+    )
+    status = cluster.wait_phase("Stable", within=40, namespace=ns)
+    assert check(status, "loops-ready")["result"] == "Pass"
+    assert set(readyz.tokens) == {"s3cret"}
+    assert "s3cret" not in json.dumps(status) + json.dumps(cluster.events(ns))
