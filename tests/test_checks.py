@@ -206,10 +206,14 @@ def test_on_failure_hold_stops_the_climb_until_a_retry() -> None:
     settle(w)
     assert (w.status.phase, w.status.reason) == (Phase.VALIDATING, c.CHECK_FAILED)
     assert w.status.last_rollback is None and w.deployments["learner"].spec_replicas == 0
+    stalled = next(cond for cond in w.status.conditions if cond.type == c.STALLED)
+    assert (stalled.status.value, stalled.reason) == ("True", c.CHECK_FAILED)  # waits for a human
     w.retry_token = "again"
     settle(w)
     st = check_status(w, "core-smoke")
     assert (st.result.value, st.attempt) == ("Running", 2)
+    stalled = next(cond for cond in w.status.conditions if cond.type == c.STALLED)
+    assert stalled.status.value == "False"
 
 
 def test_an_invalid_run_holds_and_is_tried_again() -> None:

@@ -774,6 +774,8 @@ def _conditions(step: _Step, degraded_message: str) -> list[Condition]:
         generation=gen,
     )
     stalled = phase in (Phase.INVALID, Phase.ROLLED_BACK)
+    # A failed check with onFailure: hold waits for a human (a retry or a spec change) too.
+    stalled = stalled or (st.reason == c.CHECK_FAILED and phase is not Phase.ROLLING_BACK)
     conds = c.set_condition(
         conds,
         c.STALLED,
