@@ -18,7 +18,9 @@ import pytest
 
 from jeffrey_emulator import DELAY_ANNOTATION, OUTCOME_ANNOTATION
 from jeffrey_operator.adapters import telemetry
+from jeffrey_operator.adapters.kube import Kube, observe_job
 from jeffrey_operator.ctl.main import main as jeffreyctl
+from jeffrey_operator.runtime.reconciler import IntegrationLoop, OperatorContext
 from jeffrey_playground.main import demo_spec, render_compact
 from operator_fixtures import Cluster, example, wait_for
 from test_argocd_lua import HEALTH, ArgoLua
@@ -334,3 +336,25 @@ def test_an_http_header_from_a_missing_secret_is_invalid_until_the_secret_exists
     assert check(status, "loops-ready")["result"] == "Pass"
     assert set(readyz.tokens) == {"s3cret"}
     assert "s3cret" not in json.dumps(status) + json.dumps(cluster.events(ns))
+
+
+def test_jobs_of_a_deleted_namesake_are_not_this_integrations_runs() -> None:
+    def body(name: str, owner: str) -> dict[str, Any]:
+        labels = {"jeffreyos.io/integration": "ji", "jeffreyos.io/check": "a", "jeffreyos.io/attempt": "1"}
+        owners = [
+            {"apiVersion": "jeffreyos.io/v1alpha1", "kind": "JeffreyIntegration", "name": "ji", "uid": owner}
+        ]
+        return {"metadata": {"name": name, "labels": labels, "ownerReferences": owners}, "status": {}}
+
+    mine, old = observe_job(body("ji-a-1", "uid-new")), observe_job(body("ji-a-1-old", "uid-old"))
+    assert (mine.owner, mine.check, mine.attempt) == ("uid-new", "a", 1)
+    loop = IntegrationLoop(
+        ctx=OperatorContext(kube=Kube(object())),
+        namespace="ns",
+        name="ji",
+        deployments_index={},
+        claims_index={},
+        jobs_index={("ns", "ji"): [mine, old]},
+    )
+    loop.uid = "uid-new"
+    assert [j.name for j in loop.check_jobs()] == ["ji-a-1"]

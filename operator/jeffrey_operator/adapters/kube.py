@@ -77,6 +77,14 @@ def observe_job(body: Mapping[str, Any]) -> JobObservation:
         message=str(failed.get("message") or "") if failed else "",
         active=int(status.get("active") or 0),
         creation=str(meta.get("creationTimestamp", "")),
+        owner=next(
+            (
+                str(ref.get("uid", ""))
+                for ref in meta.get("ownerReferences") or []
+                if isinstance(ref, Mapping) and ref.get("kind") == "JeffreyIntegration"
+            ),
+            "",
+        ),
     )
 
 

@@ -164,6 +164,8 @@ class JobObservation:
     message: str = ""
     active: int = 0
     creation: str = ""
+    #: The uid of the JeffreyIntegration owning it (a re-created one of the same name has another).
+    owner: str = ""
 
 
 class HttpCheckPort(Protocol):

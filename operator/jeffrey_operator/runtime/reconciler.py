@@ -179,6 +179,8 @@ class IntegrationLoop:
     jobs_deleted: set[str] = field(default_factory=set)
     #: Check Jobs this loop created (the index may not show them yet: no second create call).
     jobs_created: set[str] = field(default_factory=set)
+    #: ``metadata.uid`` of the object (check Jobs carry it in their owner reference).
+    uid: str = ""
     #: check → (attempt, monotonic time, outcome) of the last HTTP request (one per interval).
     http_last: dict[str, tuple[int, float, CheckOutcome]] = field(default_factory=dict)
 
@@ -225,6 +227,7 @@ class IntegrationLoop:
         started = time.perf_counter()
         meta = body.get("metadata") or {}
         generation = int(meta.get("generation") or 1)
+        self.uid = str(meta.get("uid", ""))
         if self.status is None:
             self.status = _parse_status(body.get("status"))
         old = self.status
@@ -292,7 +295,13 @@ class IntegrationLoop:
 
     # ------------------------------------------------------------------------------------ checks
     def check_jobs(self) -> list[JobObservation]:
-        return [j for j in _all(self.jobs_index.get(self.key)) if isinstance(j, JobObservation)]
+        """This integration's check Jobs; those of a deleted namesake (another owner uid, being
+        garbage-collected) are not its runs."""
+        return [
+            j
+            for j in _all(self.jobs_index.get(self.key))
+            if isinstance(j, JobObservation) and (not self.uid or j.owner in ("", self.uid))
+        ]
 
     async def observe_checks(
         self, spec: JeffreyIntegrationSpec, status: JeffreyIntegrationStatus
