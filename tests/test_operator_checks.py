@@ -16,10 +16,12 @@ from typing import Any
 
 import pytest
 
-from jeffrey_emulator import DELAY_ANNOTATION, OUTCOME_ANNOTATION
+from jeffrey_emulator import DELAY_ANNOTATION, OUTCOME_ANNOTATION, deployment_manifest
 from jeffrey_operator.adapters import telemetry
 from jeffrey_operator.adapters.kube import Kube, observe_job
 from jeffrey_operator.ctl.main import main as jeffreyctl
+from jeffrey_operator.ctl.plan import make_plan
+from jeffrey_operator.ctl.render import render_plan
 from jeffrey_operator.runtime.reconciler import IntegrationLoop, OperatorContext
 from jeffrey_playground.main import demo_spec, render_compact
 from operator_fixtures import Cluster, example, wait_for
@@ -175,6 +177,10 @@ def test_a_restart_mid_check_finds_its_job_and_starts_no_second_one(
     assert job["metadata"]["name"] == "jeffrey-core-smoke-1"
     out = ctl(cluster, tmp_path, "status", "jeffrey", "-n", ns)
     assert re.search(r"core-smoke\s+CORE\s+validation\s+Running\s+1\s", out)
+    text = ctl(cluster, tmp_path, "plan", "jeffrey", "-n", ns)
+    assert (
+        "CHECKS\n  core-smoke (CORE validation): Running\n  loops-ready (LOOPS validation): Pending\n" in text
+    )
     plan = json.loads(ctl(cluster, tmp_path, "plan", "jeffrey", "-n", ns, "-o", "json"))
     assert [(c["name"], c["result"], c["starts"]) for c in plan["checks"]] == [
         ("core-smoke", "Running", False),
@@ -358,3 +364,24 @@ def test_jobs_of_a_deleted_namesake_are_not_this_integrations_runs() -> None:
     )
     loop.uid = "uid-new"
     assert [j.name for j in loop.check_jobs()] == ["ji-a-1"]
+
+
+def test_plan_says_which_check_run_it_would_start_and_scales_nothing_before_it() -> None:
+    body = {
+        "metadata": {"name": "ji", "namespace": "ns", "generation": 1},
+        "spec": {
+            "levels": [{"level": "CORE", "modules": [{"deployment": "memory"}]}],
+            "checks": [{**example(EXAMPLE)["spec"]["checks"][0], "when": "beforePromotion"}],
+        },
+    }
+    plan = make_plan(
+        body, {"memory": deployment_manifest("memory", "ns", replicas=0)}, datetime.datetime.now(datetime.UTC)
+    )
+    assert [(c.name, c.result, c.starts, c.job) for c in plan.checks] == [
+        ("core-smoke", "Running", True, "ji-core-smoke-1")
+    ]
+    assert plan.scalings == ()  # the level waits for its beforePromotion check
+    assert (
+        "core-smoke (CORE beforePromotion): Running -> would start run 1 (Job ji-core-smoke-1)"
+        in render_plan(plan)
+    )
