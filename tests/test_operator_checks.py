@@ -11,6 +11,7 @@ import json
 import pathlib
 import re
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -385,3 +386,35 @@ def test_plan_says_which_check_run_it_would_start_and_scales_nothing_before_it()
         "core-smoke (CORE beforePromotion): Running -> would start run 1 (Job ji-core-smoke-1)"
         in render_plan(plan)
     )
+
+
+def test_a_job_the_api_refuses_is_an_invalid_check_that_holds(
+    cluster: Cluster, readyz: type[Answers]
+) -> None:
+    ns = "checks-refused"
+    smoke = checks(readyz, outcome="Complete")[0]
+    smoke["job"]["spec"]["template"]["spec"]["restartPolicy"] = "Always"  # Jobs take Never/OnFailure
+    start(cluster, ns, [smoke])
+    status = wait_for(
+        lambda: (
+            (s := cluster.status(namespace=ns)).get("checks")
+            and check(s, "core-smoke")["result"] == "Invalid"
+            and s
+        ),
+        within=30,
+        what="an Invalid check",
+    )
+    assert "creating Job jeffrey-core-smoke-1 failed: 422" in check(status, "core-smoke")["message"]
+    assert status["phase"] == "Validating" and "lastRollback" not in status
+    assert cluster.replicas(ns)["auto-learner"] == 0  # the climb holds at CORE
+    wait_for(
+        lambda: [
+            e for e in cluster.events(ns) if e["reason"] == "CheckJobCreateFailed" and e["type"] == "Warning"
+        ],
+        what="a CheckJobCreateFailed Warning",
+    )
+    time.sleep(2)  # no tight retry loop on a refusal: at most one more create in this time
+    refused = [
+        r for r in cluster.emu.requests if r.verb == "create" and r.plural == "jobs" and r.namespace == ns
+    ]
+    assert 1 <= len(refused) <= 2 and {r.status for r in refused} == {422}

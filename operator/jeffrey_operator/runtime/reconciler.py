@@ -173,8 +173,8 @@ class IntegrationLoop:
     scale_backoff: float = 0.0
     #: kopf's index of check Jobs: (namespace, integration) → JobObservation (see handlers.jobs).
     jobs_index: Mapping[Key, Any] = field(default_factory=dict)
-    #: (check, attempt) → why creating its Job failed (observed as the run's outcome).
-    job_errors: dict[tuple[str, int], CheckOutcome] = field(default_factory=dict)
+    #: (check, attempt) → why creating its Job failed (observed as the run's outcome), and when.
+    job_errors: dict[tuple[str, int], tuple[CheckOutcome, float]] = field(default_factory=dict)
     #: Check Jobs this loop asked to delete (the index shows them until they are gone).
     jobs_deleted: set[str] = field(default_factory=set)
     #: Check Jobs this loop created (the index may not show them yet: no second create call).
@@ -322,7 +322,7 @@ class IntegrationLoop:
                 if found is not None:
                     out[st.name] = ck.job_outcome(found)
                 elif error is not None:
-                    out[st.name] = error
+                    out[st.name] = error[0]
             elif self.ctx.http is not None:
                 last = self.http_last.get(st.name)
                 if last is not None and last[0] == st.attempt and time.monotonic() - last[1] < interval:
@@ -348,6 +348,7 @@ class IntegrationLoop:
         meta = body.get("metadata") or {}
         jobs = self.check_jobs()
         specs = ck.by_name(spec)
+        interval = max(parse_duration(spec.analysis.interval), 1.0)
         ok = True
         for st in status.checks:
             check = specs.get(st.name)
@@ -359,17 +360,23 @@ class IntegrationLoop:
             manifest = ck.job_manifest(self.namespace, self.name, str(meta.get("uid", "")), check, st.attempt)
             if manifest["metadata"]["name"] in self.jobs_created:
                 continue
+            failed = self.job_errors.get((st.name, st.attempt))
+            pace = 1.0 if failed is not None and failed[0].kind is CheckOutcomeKind.UNAVAILABLE else interval
+            if failed is not None and time.monotonic() - failed[1] < pace:
+                continue  # failed a moment ago: API trouble is retried after 1 s, a refusal per interval
             try:
                 await self.ctx.kube.create_job(self.namespace, manifest)  # exists already: False
             except KubeError as exc:
-                ok = False
+                # API trouble: look again soon. A refusal (a bad template, RBAC) is the run's
+                # outcome (Invalid): tried again at the engine's pace, not in a tight loop.
+                ok = ok and not exc.retriable
                 kind = CheckOutcomeKind.UNAVAILABLE if exc.retriable else CheckOutcomeKind.INVALID
                 message = f"creating Job {manifest['metadata']['name']} failed: {exc.status} {exc.message}"
                 key = (st.name, st.attempt)
-                if self.job_errors.get(key, CheckOutcome(0, kind)).message != message:
+                if failed is None or failed[0].message != message:
                     log.warning("%s/%s: check %s: %s", self.namespace, self.name, st.name, message)
                     self.emit(body, Event("Warning", c.JOB_CREATE_FAILED, f"check {st.name}: {message}"))
-                self.job_errors[key] = CheckOutcome(st.attempt, kind, message)
+                self.job_errors[key] = (CheckOutcome(st.attempt, kind, message), time.monotonic())
                 continue
             self.job_errors.pop((st.name, st.attempt), None)
             self.jobs_created.add(manifest["metadata"]["name"])
