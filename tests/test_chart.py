@@ -758,6 +758,7 @@ def test_grafana_dashboard(helm: str) -> None:
         "jeffrey_gate_value",
         "jeffrey_transitions_total",
         "jeffrey_rollbacks_total",
+        "jeffrey_check_runs_total",
     ):
         assert metric in exprs, metric
     ids = [p["id"] for p in dashboard["panels"]]
