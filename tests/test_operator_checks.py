@@ -418,3 +418,20 @@ def test_a_job_the_api_refuses_is_an_invalid_check_that_holds(
         r for r in cluster.emu.requests if r.verb == "create" and r.plural == "jobs" and r.namespace == ns
     ]
     assert 1 <= len(refused) <= 2 and {r.status for r in refused} == {422}
+
+
+def test_an_after_promotion_failure_rolls_back_a_stable_ladder(
+    cluster: Cluster, readyz: type[Answers]
+) -> None:
+    ns = "checks-after"
+    smoke = checks(readyz, outcome="Failed", delay="1.5")[0]
+    smoke["when"] = "afterPromotion"
+    start(cluster, ns, [smoke], targetLevel="COGNITIVE")
+    stable = cluster.wait_phase("Stable", within=20, namespace=ns)  # the check does not hold the climb
+    assert stable["currentLevel"] == "COGNITIVE" and check(stable, "core-smoke")["result"] == "Running"
+    status = cluster.wait_phase("RolledBack", within=20, namespace=ns)
+    assert (status["lastRollback"]["check"], status["lastRollback"]["fromLevel"]) == (
+        "core-smoke",
+        "COGNITIVE",
+    )
+    assert cluster.replicas(ns)["auto-learner"] == 0 and cluster.replicas(ns)["memory"] == 1
