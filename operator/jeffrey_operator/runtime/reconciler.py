@@ -19,20 +19,16 @@ from pydantic import ValidationError
 
 from jeffrey_operator.adapters.kube import Kube, KubeError, merge_patch
 from jeffrey_operator.adapters.prometheus.gates import next_tick_delay
-from jeffrey_operator.core import checks as ck
 from jeffrey_operator.core import conditions as c
 from jeffrey_operator.core.durations import parse_duration
 from jeffrey_operator.core.engine import Decision, decide, decide_invalid, gate_mode
 from jeffrey_operator.core.models import (
     RETRY_ANNOTATION,
-    CheckResult,
     JeffreyIntegrationSpec,
     JeffreyIntegrationStatus,
 )
 from jeffrey_operator.core.ports import (
     MISSING,
-    CheckOutcome,
-    CheckOutcomeKind,
     Clock,
     DeploymentObservation,
     Event,
@@ -52,6 +48,7 @@ from jeffrey_operator.core.ports import (
 )
 from jeffrey_operator.core.timestamps import format_time, parse_time
 from jeffrey_operator.core.validation import Claim, claim_of, parse_spec, prior_claims
+from jeffrey_operator.runtime.checks import CheckRuns, owned_jobs
 
 log = logging.getLogger(__name__)
 
@@ -173,20 +170,20 @@ class IntegrationLoop:
     scale_backoff: float = 0.0
     #: kopf's index of check Jobs: (namespace, integration) → JobObservation (see handlers.jobs).
     jobs_index: Mapping[Key, Any] = field(default_factory=dict)
-    #: (check, attempt) → why creating its Job failed (observed as the run's outcome), and when.
-    job_errors: dict[tuple[str, int], tuple[CheckOutcome, float]] = field(default_factory=dict)
-    #: Check Jobs this loop asked to delete (the index shows them until they are gone).
-    jobs_deleted: set[str] = field(default_factory=set)
-    #: Check Jobs this loop created (the index may not show them yet: no second create call).
-    jobs_created: set[str] = field(default_factory=set)
     #: ``metadata.uid`` of the object (check Jobs carry it in their owner reference).
     uid: str = ""
-    #: check → (attempt, monotonic time, outcome) of the last HTTP request (one per interval).
-    http_last: dict[str, tuple[int, float, CheckOutcome]] = field(default_factory=dict)
+    #: The runs of this integration's level checks (:mod:`jeffrey_operator.runtime.checks`).
+    checks: CheckRuns = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.checks = CheckRuns(self.namespace, self.name)
 
     @property
     def key(self) -> Key:
         return (self.namespace, self.name)
+
+    def event_sink(self, body: Mapping[str, Any]) -> Callable[[Event], None]:
+        return lambda event: self.emit(body, event)
 
     # ---------------------------------------------------------------------------------- observe
     def observe_deployments(self, spec: JeffreyIntegrationSpec, mine: Claim) -> dict[str, Any]:
@@ -266,7 +263,7 @@ class IntegrationLoop:
                 deployments=deployments,
                 gates=report,
                 retry_token=str(annotations.get(RETRY_ANNOTATION, "") or ""),
-                checks=await self.observe_checks(spec, old),
+                checks=await self.checks.observe(spec, old, self.check_jobs(), self.ctx.http),
                 name=self.name,
             )
             decision = decide(spec, old, observation, now)
@@ -280,9 +277,13 @@ class IntegrationLoop:
         for event in decision.events:
             self.emit(body, event)
         # After the status write: a check Job exists only for a run that status already records.
-        has_checks = spec is not None and (spec.checks or self.check_jobs())
-        if spec is not None and has_checks and not await self.act_checks(spec, decision.status, body):
-            wait = _min(wait, 1.0)
+        jobs = self.check_jobs()
+        if spec is not None and (spec.checks or jobs):
+            sink = self.event_sink(body)
+            if not await self.checks.act(
+                spec, decision.status, jobs, uid=self.uid, kube=self.ctx.kube, emit=sink
+            ):
+                wait = _min(wait, 1.0)
         if spec is not None:
             store_was_ok = self.store_ok
             await self.sync_store(spec, generation, str(meta.get("uid", "")))
@@ -295,103 +296,8 @@ class IntegrationLoop:
 
     # ------------------------------------------------------------------------------------ checks
     def check_jobs(self) -> list[JobObservation]:
-        """This integration's check Jobs; those of a deleted namesake (another owner uid, being
-        garbage-collected) are not its runs."""
-        return [
-            j
-            for j in _all(self.jobs_index.get(self.key))
-            if isinstance(j, JobObservation) and (not self.uid or j.owner in ("", self.uid))
-        ]
-
-    async def observe_checks(
-        self, spec: JeffreyIntegrationSpec, status: JeffreyIntegrationStatus
-    ) -> dict[str, CheckOutcome]:
-        """What the runs in flight gave: a Job's state (found by its labels), an HTTP answer."""
-        jobs = self.check_jobs()
-        specs = ck.by_name(spec)
-        out: dict[str, CheckOutcome] = {}
-        http: list[Any] = []
-        interval = max(parse_duration(spec.analysis.interval), 1.0)
-        for st in status.checks:
-            check = specs.get(st.name)
-            if check is None or st.result not in ck.IN_FLIGHT:
-                continue
-            if check.job is not None:
-                found = next((j for j in jobs if j.check == st.name and j.attempt == st.attempt), None)
-                error = self.job_errors.get((st.name, st.attempt))
-                if found is not None:
-                    out[st.name] = ck.job_outcome(found)
-                elif error is not None:
-                    out[st.name] = error[0]
-            elif self.ctx.http is not None:
-                last = self.http_last.get(st.name)
-                if last is not None and last[0] == st.attempt and time.monotonic() - last[1] < interval:
-                    out[st.name] = last[2]  # asked less than an interval ago: no new request
-                else:
-                    http.append(check)
-        if http and self.ctx.http is not None:
-            attempts = {s.name: s.attempt for s in status.checks}
-            answers = await asyncio.gather(
-                *(self.ctx.http.run(self.namespace, check, attempts[check.name]) for check in http)
-            )
-            for check, answer in zip(http, answers, strict=True):
-                self.http_last[check.name] = (answer.attempt, time.monotonic(), answer)
-                out[check.name] = answer
-        return out
-
-    async def act_checks(
-        self, spec: JeffreyIntegrationSpec, status: JeffreyIntegrationStatus, body: Mapping[str, Any]
-    ) -> bool:
-        """Create the Job of every job-check run status records (unless it exists: a restart finds
-        it by its labels, and the name is the run's, so a second create is refused by the API);
-        delete superseded Jobs and those beyond the history. False when an API call failed."""
-        meta = body.get("metadata") or {}
-        jobs = self.check_jobs()
-        specs = ck.by_name(spec)
-        interval = max(parse_duration(spec.analysis.interval), 1.0)
-        ok = True
-        for st in status.checks:
-            check = specs.get(st.name)
-            wanted = (CheckResult.RUNNING, CheckResult.INVALID)
-            if check is None or check.job is None or st.result not in wanted or st.attempt < 1:
-                continue
-            if any(j.check == st.name and j.attempt == st.attempt for j in jobs):
-                continue
-            manifest = ck.job_manifest(self.namespace, self.name, str(meta.get("uid", "")), check, st.attempt)
-            if manifest["metadata"]["name"] in self.jobs_created:
-                continue
-            failed = self.job_errors.get((st.name, st.attempt))
-            pace = 1.0 if failed is not None and failed[0].kind is CheckOutcomeKind.UNAVAILABLE else interval
-            if failed is not None and time.monotonic() - failed[1] < pace:
-                continue  # failed a moment ago: API trouble is retried after 1 s, a refusal per interval
-            try:
-                await self.ctx.kube.create_job(self.namespace, manifest)  # exists already: False
-            except KubeError as exc:
-                # API trouble: look again soon. A refusal (a bad template, RBAC) is the run's
-                # outcome (Invalid): tried again at the engine's pace, not in a tight loop.
-                ok = ok and not exc.retriable
-                kind = CheckOutcomeKind.UNAVAILABLE if exc.retriable else CheckOutcomeKind.INVALID
-                message = f"creating Job {manifest['metadata']['name']} failed: {exc.status} {exc.message}"
-                key = (st.name, st.attempt)
-                if failed is None or failed[0].message != message:
-                    log.warning("%s/%s: check %s: %s", self.namespace, self.name, st.name, message)
-                    self.emit(body, Event("Warning", c.JOB_CREATE_FAILED, f"check {st.name}: {message}"))
-                self.job_errors[key] = (CheckOutcome(st.attempt, kind, message), time.monotonic())
-                continue
-            self.job_errors.pop((st.name, st.attempt), None)
-            self.jobs_created.add(manifest["metadata"]["name"])
-        for name in ck.jobs_to_delete(spec, status.checks, jobs):
-            if name in self.jobs_deleted:
-                continue
-            try:
-                await self.ctx.kube.delete_job(self.namespace, name)
-                self.jobs_deleted.add(name)
-            except KubeError as exc:
-                ok = False
-                log.warning("%s/%s: deleting check Job %s failed: %s", self.namespace, self.name, name, exc)
-        self.jobs_deleted &= {j.name for j in jobs}
-        self.jobs_created &= {st.job for st in status.checks}  # only runs status still names
-        return ok
+        """This integration's check Jobs (from kopf's index), owned by this very object."""
+        return owned_jobs(_all(self.jobs_index.get(self.key)), self.uid)
 
     async def act(self, decision: Decision, body: Mapping[str, Any]) -> bool:
         ok = True
