@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import builtins
+import contextlib
 import json
 import os
 import pathlib
@@ -257,7 +258,8 @@ class WatchStream:
     def close(self) -> None:
         shutdown = getattr(self._response, "shutdown", None)
         if callable(shutdown):  # urllib3 >= 2.3: interrupts a read blocked in another thread
-            shutdown()
+            with contextlib.suppress(Exception):  # it refuses a stream that has already ended
+                shutdown()
         self._response.close()
         self._response.release_conn()
 

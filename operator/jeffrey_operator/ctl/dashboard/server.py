@@ -529,9 +529,9 @@ class Dashboard:
 
         self.watcher = Watcher(self.cluster, self.options.namespace, deliver, initial=initial)
         self.app = create_app(self.options, self.hub, self.cluster, token=self.token)
-        self._runner = web.AppRunner(self.app, handle_signals=False, access_log=None)
+        self._runner = web.AppRunner(self.app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.options.address, self.options.port, shutdown_timeout=1.0)
+        site = web.TCPSite(self._runner, self.options.address, self.options.port)
         try:
             await site.start()
         except OSError as exc:
