@@ -188,8 +188,17 @@ def test_a_climb_a_rollback_and_a_pause_live_in_the_browser(
             browser.execute_script("return document.querySelector('#ladder .rung.is-current')?.dataset.level")
             == "CORE"
         )
-        time.sleep(6)  # let the sparkline pick up the flood for the picture
+        # No gate is evaluated while RolledBack, yet the breaching gate's recent values show the flood.
+        until(
+            browser,
+            "document.querySelector('#gate-rows tr[data-gate=\"rollback-bus-rate\"] svg.spark') && "
+            "window.jeffreyDashboard.state.sparks.gates['rollback-bus-rate'].max > 1000",
+            within=30,
+            what="the flood in the sparkline",
+        )
+        browser.set_window_size(1280, 1500)  # the whole page: ladder, gates, rollback, timeline
         screenshot(browser, "rolled-back")
+        browser.set_window_size(1280, 900)
     finally:
         loop.set_fault("none")
 

@@ -31,7 +31,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from jeffrey_operator.adapters.redis.connection import redact_url
+from jeffrey_operator.core.gates.defaults import gates_for
 from jeffrey_operator.core.models import Level, Phase
+from jeffrey_operator.core.validation import parse_spec
 from jeffrey_operator.ctl.history import rows_from_status
 from jeffrey_operator.ctl.main import view_of
 from jeffrey_operator.ctl.render import HistoryRow, format_number, format_threshold
@@ -48,6 +50,7 @@ __all__ = [
     "key_of",
     "redact_text",
     "rungs",
+    "spec_gates",
     "timeline",
     "worst_points",
 ]
@@ -263,11 +266,24 @@ def integration(
             "prometheus": redact_url(str(source)) if source else "",
         }
     )
+    data["gateSpecs"] = spec_gates(body)
     data.pop("levels", None)
     data["conditions"] = [
         {**c, "message": redact_text(str(c.get("message") or ""))} for c in data.get("conditions") or []
     ]
     return data
+
+
+def spec_gates(body: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The gates the spec asks for (the default checklist included), with their thresholds: what a
+    sparkline is drawn for while the operator evaluates none (e.g. after a rollback)."""
+    parsed = parse_spec(body.get("spec") or {})
+    if isinstance(parsed, list):
+        return []
+    return [
+        {"name": g.name, "min": g.min, "max": g.max, "thresholdText": format_threshold(g.min, g.max)}
+        for g in gates_for(parsed)
+    ]
 
 
 def worst_points(

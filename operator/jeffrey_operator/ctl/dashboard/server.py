@@ -48,9 +48,11 @@ from aiohttp import web
 
 from jeffrey_operator import __version__
 from jeffrey_operator.adapters.prometheus.client import Endpoint, PrometheusError, PrometheusUnavailable
+from jeffrey_operator.adapters.prometheus.gates import UnknownVariable, render_query
 from jeffrey_operator.adapters.prometheus.range import query_range
 from jeffrey_operator.adapters.redis.connection import redact_url
 from jeffrey_operator.core.durations import parse_duration
+from jeffrey_operator.core.gates.defaults import gates_for
 from jeffrey_operator.core.models import JeffreyIntegrationSpec, SecretKeyRef
 from jeffrey_operator.core.validation import parse_spec
 from jeffrey_operator.ctl.client import Cluster, CtlError
@@ -237,11 +239,24 @@ class Sparklines:
             return out
         url = self.override_url or parsed.analysis.prometheus.url
         out["source"] = redact_url(url)
-        gates = [
+        gates: list[Mapping[str, Any]] = [
             g
             for g in ((body.get("status") or {}).get("gates") or [])
             if isinstance(g, Mapping) and g.get("query") and "{{" not in str(g.get("query"))
-        ][:SPARK_MAX_GATES]
+        ]
+        # Gates not in status now (a phase that evaluates none, e.g. after a rollback): their
+        # queries as the operator resolves them, when they need no more than namespace and name.
+        known = {g.get("name") for g in gates}
+        variables = {"namespace": namespace, "name": str((body.get("metadata") or {}).get("name", ""))}
+        for spec_gate in gates_for(parsed):
+            if spec_gate.name in known:
+                continue
+            try:
+                query = render_query(spec_gate.query, variables)
+            except UnknownVariable:
+                continue
+            gates.append({"name": spec_gate.name, "query": query, "min": spec_gate.min, "max": spec_gate.max})
+        gates = gates[:SPARK_MAX_GATES]
         try:
             endpoint = await self.endpoint(parsed, namespace)
         except CtlError as exc:

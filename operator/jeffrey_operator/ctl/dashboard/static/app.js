@@ -305,6 +305,27 @@
         : "No gate evaluated in phase " + item.phase + ".";
     }
     const sparks = state.sparksFor === item.key ? state.sparks : null;
+    if (!gates.length && sparks && sparks.available) {
+      // No gate is evaluated now (e.g. after a rollback): still show what the gates saw lately.
+      for (const spec of item.gateSpecs || []) {
+        const data = sparks.gates[spec.name];
+        if (!data || !data.points || data.points.length < 2) continue;
+        body.append(
+          el(
+            "tr",
+            { "data-gate": spec.name, "data-result": "Inactive" },
+            el("th", { scope: "row", text: spec.name }),
+            el("td", { text: "-" }),
+            el("td", { text: spec.thresholdText }),
+            el("td", {}, resultBadge("Inactive")),
+            el("td", { text: "-" }),
+            el("td", { class: "spark-cell" }, sparkline({ name: spec.name, min: spec.min, max: spec.max, thresholdText: spec.thresholdText }, data))
+          )
+        );
+      }
+      $("gates").hidden = body.children.length === 0;
+      if (body.children.length) empty.textContent += " Their recent values:";
+    }
     for (const g of gates) {
       const data = sparks && sparks.available ? sparks.gates[g.name] : null;
       body.append(
