@@ -391,6 +391,11 @@ def test_narrow_screen_assets_and_clock_text(
     _, url, _ = still
     phone = new_browser(*chromium, width=390, height=844)
     try:
+        # A phone's viewport (headless windows have a minimum width of their own).
+        phone.execute_cdp_cmd(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": True},
+        )
         phone.get(url)
         until(phone, "document.querySelectorAll('#rows tr').length === 4")
         assert phone.execute_script("return document.documentElement.scrollWidth <= window.innerWidth + 1")

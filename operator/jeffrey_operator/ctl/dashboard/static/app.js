@@ -436,11 +436,16 @@
     h.className = "badge health-" + item.health;
     h.textContent = item.health;
     const line = $("detail-phase");
+    const since = [];
+    if (item.reason || item.phaseSince) {
+      since.push(" (" + (item.reason || ""));
+      if (item.reason && item.phaseSince) since.push(", ");
+      if (item.phaseSince) since.push(agoNode(item.phaseSince));
+      since.push(")");
+    }
     line.replaceChildren(
       el("strong", { text: phaseText(item) }),
-      item.reason ? " (" + item.reason + ", " : " (",
-      item.phaseSince ? agoNode(item.phaseSince) : "-",
-      ")",
+      ...since,
       item.message ? ": " + item.message : "",
       " · target " + (item.targetLevel || "-") + ", current " + (item.currentLevel || "none")
     );
