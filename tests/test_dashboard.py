@@ -621,3 +621,49 @@ def test_the_wheel_carries_the_assets(tmp_path: pathlib.Path) -> None:
     for asset in ASSETS:
         assert f"jeffrey_operator/ctl/dashboard/static/{asset}" in names
     assert not any(n.startswith(("jeffrey_emulator", "jeffrey_playground")) for n in names)
+
+
+async def test_history_from_redis_and_its_password_stays_in_the_process(
+    redis_server_with_password: Any,
+) -> None:
+    from jeffrey_operator.adapters.redis import RedisStateStore
+    from jeffrey_operator.core.models import JeffreyIntegrationStatus
+
+    server = redis_server_with_password
+    transitions = [
+        {
+            "seq": 1,
+            "time": "2026-12-01T08:58:00.000Z",
+            "phase": "Promoting",
+            "reason": "Promoting",
+            "toLevel": "CORE",
+        },
+        {"seq": 2, "time": "2026-12-01T08:59:00.000Z", "phase": "RolledBack", "reason": "GateBreach"},
+    ]
+    status = JeffreyIntegrationStatus.model_validate(
+        {"phase": "RolledBack", "transitionSeq": 2, "transitions": transitions}
+    )
+    store = RedisStateStore.from_settings(server.url, server.password)
+    try:
+        await store.publish("dash", "demo", status, generation=1, bus_max_rate=1000)
+    finally:
+        await store.aclose()
+    options = DashboardOptions(port=0, redis_url=server.url, redis_password=server.password)
+    client, _, _ = await start(options, body(status={"phase": "RolledBack"}))
+    try:
+        response = await client.get("/api/history/dash/demo")
+        text = await response.text()
+        data = json.loads(text)
+        assert data["source"] == f"Redis history at {server.url}"
+        assert [(t["seq"], t["reason"]) for t in data["transitions"]] == [(2, "GateBreach"), (1, "Promoting")]
+        assert server.password not in text
+    finally:
+        await client.close()
+    wrong = DashboardOptions(port=0, redis_url=server.url, redis_password="wrong-password")
+    client, _, _ = await start(wrong, body(status={"phase": "RolledBack"}))
+    try:
+        data = await (await client.get("/api/history/dash/demo")).json()
+        assert data["transitions"] is None and "the Redis history is unavailable" in data["message"]
+        assert "wrong-password" not in json.dumps(data)
+    finally:
+        await client.close()
