@@ -1,6 +1,6 @@
 """``jeffreyctl dashboard`` without a browser: the pure view model, the HTTP handlers (a real
 aiohttp server on loopback with a fake cluster behind it), the watch against the emulated API,
-sparklines from a real Prometheus, the command line, and the wheel carrying the assets.
+sparklines from a real Prometheus, the Redis history, and the command line.
 
 The page itself is tested in headless Chromium: ``tests/test_dashboard_browser.py``.
 """
@@ -14,11 +14,7 @@ import io
 import json
 import pathlib
 import re
-import subprocess
-import sys
 import time
-import tomllib
-import zipfile
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
@@ -590,37 +586,6 @@ def test_the_command_line(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[
         err.getvalue().startswith("jeffreyctl: no cluster: no kubeconfig")
         and "Traceback" not in err.getvalue()
     )
-
-
-# ------------------------------------------------------------------------------------ packaging
-
-
-@pytest.mark.slow
-def test_the_wheel_carries_the_assets(tmp_path: pathlib.Path) -> None:
-    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    assert "ctl/dashboard/static/*" in config["tool"]["setuptools"]["package-data"]["jeffrey_operator"]
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--no-build-isolation",
-            "-q",
-            "-w",
-            str(tmp_path),
-            str(ROOT),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-    wheel = next(tmp_path.glob("jeffrey_operator-*.whl"))
-    names = set(zipfile.ZipFile(wheel).namelist())
-    for asset in ASSETS:
-        assert f"jeffrey_operator/ctl/dashboard/static/{asset}" in names
-    assert not any(n.startswith(("jeffrey_emulator", "jeffrey_playground")) for n in names)
 
 
 async def test_history_from_redis_and_its_password_stays_in_the_process(
