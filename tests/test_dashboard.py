@@ -12,9 +12,14 @@ import copy
 import datetime
 import io
 import json
+import os
 import pathlib
 import re
+import signal
+import subprocess
+import sys
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
@@ -632,3 +637,56 @@ async def test_history_from_redis_and_its_password_stays_in_the_process(
         assert "wrong-password" not in json.dumps(data)
     finally:
         await client.close()
+
+
+def test_jeffreyctl_dashboard_serves_until_ctrl_c(
+    kubeconfig: pathlib.Path, threaded_emulator: Emulator
+) -> None:
+    """The console command for real: prints its URL, serves the page and the API, stops on SIGINT."""
+    threaded_emulator.create(body("cli"))
+    command = [sys.executable, "-m", "jeffrey_operator.ctl.main", "--kubeconfig", str(kubeconfig)]
+    process = subprocess.Popen(
+        [*command, "dashboard", "-A", "--port", "0", "--read-only"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        match = re.match(
+            r"Dashboard at (http://127\.0\.0\.1:\d+/) \(all namespaces, read-only; context \S+\)", line
+        )
+        assert match, line + (process.stderr.read() if process.poll() is not None and process.stderr else "")
+        url = match[1]
+        with urllib.request.urlopen(url + "api/integrations", timeout=5) as response:
+            keys = [i["key"] for i in json.load(response)["items"]]
+        assert keys == ["dash/cli"]
+        with urllib.request.urlopen(url, timeout=5) as response:
+            assert '<meta name="read-only" content="true">' in response.read().decode()
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=20)
+    assert process.returncode == 0 and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize(
+    ("host", "allowed"),
+    [
+        ("127.0.0.1:3100", True),
+        ("localhost:3100", True),
+        ("localhost", True),
+        ("[::1]:3100", True),
+        ("127.0.0.2:80", True),
+        ("evil.example:3100", False),
+        ("10.0.0.5:3100", False),
+        ("127.0.0.1.evil.example", False),
+        ("", False),
+    ],
+)
+def test_loopback_host_names(host: str, allowed: bool) -> None:
+    from jeffrey_operator.ctl.dashboard.server import _host_allowed
+
+    assert _host_allowed(host) is allowed

@@ -33,6 +33,7 @@ from typing import Any, Literal
 from jeffrey_operator.adapters.redis.connection import redact_url
 from jeffrey_operator.core.gates.defaults import gates_for
 from jeffrey_operator.core.models import Level, Phase
+from jeffrey_operator.core.timestamps import format_time
 from jeffrey_operator.core.validation import parse_spec
 from jeffrey_operator.ctl.history import rows_from_status
 from jeffrey_operator.ctl.main import view_of
@@ -264,6 +265,8 @@ def integration(
             "timeline": timeline(body),
             "argocd": warnings,
             "prometheus": redact_url(str(source)) if source else "",
+            #: When this dict was computed (``waiting`` is as of then; the page runs the clock on).
+            "computedAt": format_time(now),
         }
     )
     data["gateSpecs"] = spec_gates(body)

@@ -59,7 +59,7 @@ from jeffrey_operator.ctl.client import Cluster, CtlError
 from jeffrey_operator.ctl.dashboard.hub import Clock, Hub, Message, Watcher, utc_now
 from jeffrey_operator.ctl.dashboard.model import history_row, redact_text, worst_points
 from jeffrey_operator.ctl.history import rows_from_entries
-from jeffrey_operator.ctl.steer import steer
+from jeffrey_operator.ctl.steer import Action, steer
 
 __all__ = [
     "ASSETS",
@@ -85,7 +85,7 @@ CSP = (
     "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
 TOKEN_HEADER = "X-CSRF-Token"
-ACTIONS = ("pause", "resume", "retry")
+ACTIONS: tuple[Action, ...] = ("pause", "resume", "retry")
 #: Sparklines: the last five minutes, one point every five seconds; answers kept for 5 s.
 SPARK_WINDOW = 300.0
 SPARK_STEP = 5.0
@@ -466,9 +466,9 @@ def create_app(
         origin = request.headers.get("Origin")
         if origin is not None and origin != f"{request.scheme}://{request.host}":
             return _error(403, f"cross-origin request from {origin!r} refused")
-        action = request.match_info["action"]
-        if action not in ACTIONS:
-            return _error(404, f"unknown action {action!r} (pause, resume or retry)")
+        action = next((a for a in ACTIONS if a == request.match_info["action"]), None)
+        if action is None:
+            return _error(404, f"unknown action {request.match_info['action']!r} (pause, resume or retry)")
         namespace, name = request.match_info["namespace"], request.match_info["name"]
         if options.namespace is not None and namespace != options.namespace:
             return _error(404, "no such integration in the dashboard's scope")
@@ -479,7 +479,7 @@ def create_app(
         dry_run = bool(isinstance(payload, dict) and payload.get("dryRun"))
         try:
             body = await asyncio.to_thread(backend.get, namespace, name)
-            plan = steer(action, body, clock())  # type: ignore[arg-type]
+            plan = steer(action, body, clock())
             patched = False
             if plan.patch is not None and not dry_run:
                 await asyncio.to_thread(backend.patch, namespace, name, plan.patch)

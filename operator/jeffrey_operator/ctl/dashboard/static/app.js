@@ -605,7 +605,7 @@
   }
 
   function onUpsert(item, now) {
-    item._at = now;
+    item._at = item.computedAt || now; // `waiting` is as of then; renderWaiting runs the clock on
     const before = state.items.get(item.key);
     state.items.set(item.key, item);
     if (before && before.phase !== item.phase && (state.route === item.key || item.phase === "RolledBack")) {
@@ -670,7 +670,10 @@
       }
       $("confirm-ok").addEventListener("click", confirmed);
       $("confirm-cancel").addEventListener("click", closeDialog);
-      $("confirm").addEventListener("cancel", () => (state.pending = null));
+      $("confirm").addEventListener("cancel", (event) => {
+        event.preventDefault(); // Escape: close and give the focus back, as Cancel does
+        closeDialog();
+      });
     }
     for (const th of document.querySelectorAll("#table th[data-sort]")) {
       th.querySelector("button").addEventListener("click", () => {
