@@ -12,6 +12,7 @@ clock text agrees with ``jeffreyctl``'s. Screenshots land in ``.artifacts/dashbo
 
 from __future__ import annotations
 
+import datetime
 import json
 import pathlib
 import time
@@ -24,6 +25,7 @@ from browser_fixtures import new_browser, screenshot
 from jeffrey_emulator import BackgroundEmulator, Emulator, deployment_manifest
 from jeffrey_operator.adapters.prometheus.gates import PrometheusGates
 from jeffrey_operator.core.crdgen import crd
+from jeffrey_operator.core.timestamps import format_time
 from jeffrey_operator.ctl.client import connect
 from jeffrey_operator.ctl.dashboard.server import BackgroundDashboard, DashboardOptions
 from jeffrey_operator.ctl.render import format_age
@@ -174,6 +176,8 @@ def test_a_climb_a_rollback_and_a_pause_live_in_the_browser(
             within=45,
             what="the rollback",
         )
+        # Said to screen readers too (a polite live region).
+        until(browser, "document.getElementById('announce').textContent.includes('RolledBack (GateBreach)')")
         rollback = browser.find_element(By.ID, "rollback").text
         assert "rollback-bus-rate" in rollback and "threshold 1000" in rollback
         assert "From level\nLOOPS" in rollback or "LOOPS" in rollback
@@ -251,6 +255,13 @@ def test_a_climb_a_rollback_and_a_pause_live_in_the_browser(
     browser.switch_to.window(browser.window_handles[0])
 
 
+def _apply(dashboard: BackgroundDashboard, body: dict[str, Any]) -> Any:
+    async def apply() -> None:
+        dashboard.hub.apply("MODIFIED", body)
+
+    return apply()
+
+
 def _subscribers(dashboard: BackgroundDashboard) -> Any:
     async def count() -> int:
         return dashboard.hub.subscribers
@@ -262,7 +273,9 @@ def _subscribers(dashboard: BackgroundDashboard) -> Any:
 
 
 @pytest.fixture(scope="module", name="still")
-def still_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Emulator, str, str]]:
+def still_fixture(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[Emulator, str, str, BackgroundDashboard]]:
     """An emulator with fixed statuses (no operator) and two dashboards: read-write and read-only."""
     background = BackgroundEmulator(crds=[crd()], namespaces=("default", "alpha", "beta"))
     emu = background.start()
@@ -274,6 +287,7 @@ def still_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Em
             "activeLevel": "COGNITIVE",
             "currentLevel": "CORE",
             "observedGeneration": 1,
+            "phaseSince": format_time(datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=60)),
         },
         ("beta", "broken"): {
             "phase": "RolledBack",
@@ -290,6 +304,8 @@ def still_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Em
     }
     for (namespace, name), status in statuses.items():
         body = integration(name, namespace, "http://127.0.0.1:9")
+        if name == "climbing":
+            body["spec"]["promotion"]["validationWindow"] = "1h"
         emu.create(body)
         emu.store.set_status("ji", namespace, name, status)
     dashboards = [
@@ -298,15 +314,17 @@ def still_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Em
     ]
     urls = [d.start() for d in dashboards]
     try:
-        yield emu, urls[0], urls[1]
+        yield emu, urls[0], urls[1], dashboards[0]
     finally:
         for d in dashboards:
             d.stop()
         background.stop()
 
 
-def test_the_page_refuses_a_write_without_the_token(still: tuple[Emulator, str, str], browser: Any) -> None:
-    emu, url, _ = still
+def test_the_page_refuses_a_write_without_the_token(
+    still: tuple[Emulator, str, str, BackgroundDashboard], browser: Any
+) -> None:
+    emu, url, _, _ = still
     browser.get(url + "#/alpha/stable")
     until(browser, "document.getElementById('detail-title').textContent === 'alpha/stable'")
     script = """
@@ -323,9 +341,9 @@ def test_the_page_refuses_a_write_without_the_token(still: tuple[Emulator, str, 
 
 
 def test_read_only_shows_no_buttons_and_refuses_writes(
-    still: tuple[Emulator, str, str], browser: Any
+    still: tuple[Emulator, str, str, BackgroundDashboard], browser: Any
 ) -> None:
-    emu, url, read_only = still
+    emu, url, read_only, _ = still
     browser.get(read_only + "#/beta/broken")
     until(browser, "document.querySelector('#rollback .reason')?.textContent === 'ModuleUnready'")
     assert browser.execute_script("return document.getElementById('actions')") is None
@@ -344,10 +362,12 @@ def test_read_only_shows_no_buttons_and_refuses_writes(
     assert "jeffreyos.io/retry" not in (emu.get(JI, "beta", "broken")["metadata"].get("annotations") or {})
 
 
-def test_overview_sorts_and_badges_are_readable(still: tuple[Emulator, str, str], browser: Any) -> None:
+def test_overview_sorts_and_badges_are_readable(
+    still: tuple[Emulator, str, str, BackgroundDashboard], browser: Any
+) -> None:
     from selenium.webdriver.common.by import By
 
-    _, url, _ = still
+    _, url, _, _ = still
     browser.get(url)
     until(browser, "document.querySelectorAll('#rows tr').length === 4")
 
@@ -386,9 +406,9 @@ def test_overview_sorts_and_badges_are_readable(still: tuple[Emulator, str, str]
 
 
 def test_narrow_screen_assets_and_clock_text(
-    still: tuple[Emulator, str, str], chromium: tuple[str, str]
+    still: tuple[Emulator, str, str, BackgroundDashboard], chromium: tuple[str, str]
 ) -> None:
-    _, url, _ = still
+    _, url, _, _ = still
     phone = new_browser(*chromium, width=390, height=844)
     try:
         # A phone's viewport (headless windows have a minimum width of their own).
@@ -429,3 +449,67 @@ def test_narrow_screen_assets_and_clock_text(
         assert errors == [], json.dumps(errors)
     finally:
         phone.quit()
+
+
+def test_time_left_runs_in_the_page_and_checks_and_notifications_show(
+    still: tuple[Emulator, str, str, BackgroundDashboard], browser: Any
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    emu, url, _, dashboard = still
+    # status.checks and status.notifications come from features being built now (level checks,
+    # notifications): the page shows them whatever their exact schema. The CRD does not have them
+    # yet (the API would prune them), so this object reaches the dashboard as its watch would
+    # deliver it once it does.
+    body = dict(emu.get(JI, "alpha", "climbing"))
+    body["status"] = {
+        **body["status"],
+        "checks": [{"name": "smoke", "level": "COGNITIVE", "result": "Passed", "message": "HTTP 200"}],
+        "notifications": [
+            {"name": "slack", "result": "Sent", "url": "https://hooks.slack.com/services/T000/B000/XXXX"}
+        ],
+    }
+    body["metadata"] = {**body["metadata"], "resourceVersion": "999999"}
+    dashboard.run(_apply(dashboard, body))
+    browser.get(url + "#/alpha/climbing")
+    until(browser, "!document.getElementById('waiting').hidden", what="the validation window")
+    label = browser.find_element(By.ID, "waiting-label").text
+    assert label.startswith("Validation window of COGNITIVE: 5") and label.endswith("left of 3600s"), label
+    first = browser.execute_script("return document.getElementById('waiting-bar').value")
+    time.sleep(1.5)  # no event arrives meanwhile: the page runs the clock itself
+    second = browser.execute_script("return document.getElementById('waiting-bar').value")
+    assert 60 <= first < second <= first + 5, (first, second)
+    assert browser.find_element(By.ID, "waiting-bar").get_attribute("max") == "3600"
+
+    checks = browser.find_element(By.ID, "checks-section")
+    assert checks.is_displayed() and "smoke COGNITIVE" in checks.text and "Passed" in checks.text
+    notes = browser.find_element(By.ID, "notifications-section")
+    assert notes.is_displayed() and "slack" in notes.text and "Sent" in notes.text
+    assert "hooks.slack.com" not in browser.page_source
+    # This object's Prometheus (port 9, nothing there) cannot be reached: the page says so.
+    until(browser, "document.getElementById('spark-status').dataset.available === 'false'")
+    assert browser.find_element(By.ID, "spark-status").text.startswith(
+        "Prometheus at http://127.0.0.1:9 is not reachable from the dashboard ("
+    )
+    screenshot(browser, "validating")
+
+
+def test_a_lost_api_is_said_on_the_page(tmp_path: pathlib.Path, browser: Any) -> None:
+    background = BackgroundEmulator(crds=[crd()], namespaces=("default", "alpha"))
+    emu = background.start()
+    kubeconfig = emu.write_kubeconfig(tmp_path / "kubeconfig", namespace="alpha")
+    emu.create(integration("lonely", "alpha", "http://127.0.0.1:9"))
+    dashboard = BackgroundDashboard(DashboardOptions(port=0, namespace="alpha"), connect(str(kubeconfig)))
+    url = dashboard.start()
+    try:
+        browser.get(url)
+        until(browser, "document.getElementById('connection').dataset.state === 'live'")
+        background.stop()
+        until(browser, "document.getElementById('connection').dataset.state === 'lost'", within=40)
+        text = browser.find_element("id", "connection").text
+        assert text.startswith("Lost the Kubernetes API: ") and "retrying" in text, text
+        # What was seen last stays on the page.
+        assert browser.execute_script("return document.querySelectorAll('#rows tr').length") == 1
+    finally:
+        dashboard.stop()
+        background.stop()
