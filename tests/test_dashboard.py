@@ -200,6 +200,28 @@ def test_integration_carries_overview_detail_and_timeline_newest_first() -> None
     assert "levels" not in item and len(item["rungs"]) == 6
 
 
+@pytest.mark.parametrize(
+    "odd",
+    [
+        {"metadata": {"name": "bare", "namespace": "dash"}},
+        {"metadata": {"name": "bad", "namespace": "dash"}, "spec": {"levels": "CORE"}, "status": "??"},
+        {
+            "metadata": {"name": "invalid", "namespace": "dash"},
+            "spec": {"levels": []},
+            "status": {"phase": "Invalid", "reason": "InvalidSpec", "message": "levels: at least one"},
+        },
+        {"metadata": {"name": "future", "namespace": "dash"}, "spec": {}, "status": {"phase": "Hovering"}},
+    ],
+)
+def test_odd_objects_still_make_a_view(odd: dict[str, Any]) -> None:
+    """Whatever the API holds, the page gets a view (never an exception that ends the stream)."""
+    item = integration(odd, NOW)
+    assert item["key"] == f"dash/{odd['metadata']['name']}"
+    assert len(item["rungs"]) == 6 and item["gateSpecs"] == []
+    assert item["health"] in ("Progressing", "Degraded", "Unknown")
+    json.dumps(item)
+
+
 def test_nothing_secret_reaches_the_page() -> None:
     b = body(
         analysis={

@@ -58,14 +58,19 @@ class Hub:
     def _stamp(self) -> str:
         return format_time(self._clock())
 
-    def _view(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        return integration(body, self._clock(), prometheus_url=self._prometheus_url)
+    def _view(self, body: Mapping[str, Any]) -> dict[str, Any] | None:
+        try:
+            return integration(body, self._clock(), prometheus_url=self._prometheus_url)
+        except Exception:  # a bug in the view must cost one object, not the stream of every tab
+            log.exception("cannot show %s", key_of(body))
+            return None
 
     # ---------------------------------------------------------------------------- the objects
     def reset(self, bodies: Iterable[Mapping[str, Any]]) -> None:
         """A fresh list: replace everything and send every stream a new snapshot."""
         self.bodies = {key_of(b): dict(b) for b in bodies}
-        self.views = {k: self._view(b) for k, b in self.bodies.items()}
+        views = {k: self._view(b) for k, b in self.bodies.items()}
+        self.views = {k: v for k, v in views.items() if v is not None}
         self._broadcast(("snapshot", self.snapshot()))
 
     def apply(self, kind: str, body: Mapping[str, Any]) -> None:
@@ -84,6 +89,8 @@ class Hub:
             return
         self.bodies[key] = dict(body)
         view = self._view(body)
+        if view is None:
+            return
         self.views[key] = view
         self._broadcast(("upsert", {"item": view, "now": self._stamp()}))
 
