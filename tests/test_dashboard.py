@@ -469,6 +469,28 @@ async def test_a_tab_that_does_not_read_is_cut_off_not_buffered() -> None:
     assert items[-1] is None  # the stream ends; the browser reconnects and gets a snapshot
 
 
+async def test_a_view_that_fails_costs_that_object_only(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import jeffrey_operator.ctl.dashboard.hub as hub_module
+
+    real = hub_module.integration
+
+    def flaky(b: Mapping[str, Any], now: datetime.datetime, **kw: Any) -> dict[str, Any]:
+        if b["metadata"]["name"] == "boom":
+            raise RuntimeError("a bug")
+        return real(b, now, **kw)
+
+    monkeypatch.setattr(hub_module, "integration", flaky)
+    hub = Hub(clock=lambda: NOW)
+    queue = hub.subscribe()
+    hub.reset([body("fine"), body("boom")])
+    hub.apply("MODIFIED", {**body("boom"), "metadata": {**body("boom")["metadata"], "resourceVersion": "9"}})
+    assert sorted(hub.views) == ["dash/fine"]
+    assert [m[0] for m in [queue.get_nowait() for _ in range(queue.qsize())] if m] == ["snapshot"]
+    assert "cannot show dash/boom" in caplog.text
+
+
 async def test_sparklines_say_plainly_when_prometheus_is_unreachable() -> None:
     dead = f"http://127.0.0.1:{free_port()}"
     b = body(
