@@ -306,6 +306,10 @@ def still_fixture(
         body = integration(name, namespace, "http://127.0.0.1:9")
         if name == "climbing":
             body["spec"]["promotion"]["validationWindow"] = "1h"
+        if name == "stable":  # synced by Argo CD: steering it gets a warning
+            body["metadata"]["annotations"] = {
+                "argocd.argoproj.io/tracking-id": "jeffrey:jeffreyos.io/JeffreyIntegration:alpha/stable"
+            }
         emu.create(body)
         emu.store.set_status("ji", namespace, name, status)
     dashboards = [
@@ -513,3 +517,35 @@ def test_a_lost_api_is_said_on_the_page(tmp_path: pathlib.Path, browser: Any) ->
     finally:
         dashboard.stop()
         background.stop()
+
+
+def test_keyboard_only_with_the_argo_cd_warning_and_escape(
+    still: tuple[Emulator, str, str, BackgroundDashboard], browser: Any
+) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    emu, url, _, _ = still
+    browser.get(url)
+    until(browser, "document.querySelectorAll('#rows tr').length === 4")
+
+    def tab_to(check: str, limit: int = 40) -> None:
+        for _ in range(limit):
+            ActionChains(browser).send_keys(Keys.TAB).perform()
+            if browser.execute_script("return " + check):
+                return
+        raise AssertionError(f"not reachable with Tab: {check}")
+
+    tab_to("document.activeElement.getAttribute('href') === '#/alpha/stable'")
+    ActionChains(browser).send_keys(Keys.ENTER).perform()
+    until(browser, "document.getElementById('detail-title').textContent === 'alpha/stable'")
+    assert browser.execute_script("return document.activeElement.id") == "detail-title"
+    tab_to("document.activeElement.id === 'btn-pause'")
+    ActionChains(browser).send_keys(Keys.ENTER).perform()
+    until(browser, "document.getElementById('confirm').open")
+    warning = browser.find_element("id", "confirm-warning").text
+    assert "managed by Argo CD (Application 'jeffrey'" in warning and "make the change in Git" in warning
+    ActionChains(browser).send_keys(Keys.ESCAPE).perform()
+    until(browser, "!document.getElementById('confirm').open")
+    assert browser.execute_script("return document.activeElement.id") == "btn-pause"
+    assert not emu.get(JI, "alpha", "stable")["spec"].get("paused")  # Escape changed nothing
