@@ -152,7 +152,7 @@
           el("td", { "data-label": "Name" }, el("a", { href: "#/" + item.key, text: item.name })),
           el("td", { "data-label": "Target", text: item.targetLevel || "-" }),
           el("td", { "data-label": "Current", text: item.currentLevel || "none" }),
-          el("td", { "data-label": "Phase", class: "phase-cell" }, badge(item.health), " ", phaseText(item)),
+          el("td", { "data-label": "Phase", class: "phase-cell" }, el("span", {}, badge(item.health), " ", phaseText(item))),
           el("td", { "data-label": "In phase" }, item.phaseSince ? agoNode(item.phaseSince) : "-"),
           el("td", { "data-label": "Last rollback" }, rollback)
         )
