@@ -191,3 +191,9 @@ async def test_a_name_resolving_to_a_refused_address_is_refused(server: Server) 
         await runner.close()
     assert got.kind is CheckOutcomeKind.INVALID and "resolves to 169.254.169.254" in got.message
     assert not server.seen
+
+
+async def test_a_query_token_never_reaches_a_message() -> None:
+    refused = await run("http://127.0.0.1:9/readyz?token=s3cret")
+    metadata = await run("http://169.254.169.254/latest?token=s3cret")
+    assert "127.0.0.1:9/readyz" in refused.message and "s3cret" not in refused.message + metadata.message

@@ -211,6 +211,15 @@ def jobs_to_delete(
 # ------------------------------------------------------------------------------------------- HTTP
 
 
+def shown_url(url: str) -> str:
+    """A URL as messages show it: without its query and fragment (they may carry a token).
+
+    >>> shown_url("http://approvals:8080/ok?token=s3cret#x")
+    'http://approvals:8080/ok'
+    """
+    return url.split("#", 1)[0].split("?", 1)[0]
+
+
 def json_path_value(document: Any, path: str) -> tuple[bool, Any]:
     """The value at ``$.a.b[0]`` in a parsed JSON document, and whether it was there.
 
@@ -334,7 +343,7 @@ def start(
     attempt = st.attempt + 1
     stamp = format_time(now)
     job = job_name(integration, check.name, attempt) if check.job is not None else ""
-    what = f"Job {job} started" if job else f"{check.http.method.value} {check.http.url}"  # type: ignore[union-attr]
+    what = f"Job {job} started" if job else f"{check.http.method.value} {shown_url(check.http.url)}"  # type: ignore[union-attr]
     return st.model_copy(
         update={
             "result": CheckResult.RUNNING,

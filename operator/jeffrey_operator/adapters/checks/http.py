@@ -26,7 +26,7 @@ from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
-from jeffrey_operator.core.checks import judge_http_answer, timeout_of
+from jeffrey_operator.core.checks import judge_http_answer, shown_url, timeout_of
 from jeffrey_operator.core.egress import EgressPolicy, redirect_allowed
 from jeffrey_operator.core.models import CheckSpec, HttpMethod
 from jeffrey_operator.core.ports import CheckOutcome, CheckOutcomeKind
@@ -69,7 +69,7 @@ class HttpChecks:
             except OSError:
                 addresses = []
             refused = self._egress.refusal(url, addresses)
-        return str(refused) if refused is not None else ""
+        return f"{shown_url(url)} is refused: {refused.why}" if refused is not None else ""
 
     async def close(self) -> None:
         if self._session is not None:
@@ -138,15 +138,21 @@ class HttpChecks:
                 return CheckOutcome(attempt, CheckOutcomeKind.FAILED, f"more than {MAX_REDIRECTS} redirects")
         except TimeoutError:
             return CheckOutcome(
-                attempt, CheckOutcomeKind.UNAVAILABLE, f"{method} {url}: no answer within {seconds:g}s"
+                attempt,
+                CheckOutcomeKind.UNAVAILABLE,
+                f"{method} {shown_url(url)}: no answer within {seconds:g}s",
             )
         except aiohttp.ClientConnectorError as exc:
             return CheckOutcome(
-                attempt, CheckOutcomeKind.UNAVAILABLE, f"{method} {url}: cannot connect: {exc.os_error}"
+                attempt,
+                CheckOutcomeKind.UNAVAILABLE,
+                f"{method} {shown_url(url)}: cannot connect: {exc.os_error}",
             )
         except (aiohttp.ClientError, OSError) as exc:
             return CheckOutcome(
-                attempt, CheckOutcomeKind.UNAVAILABLE, f"{method} {url}: {type(exc).__name__}: {exc}"
+                attempt,
+                CheckOutcomeKind.UNAVAILABLE,
+                f"{method} {shown_url(url)}: {type(exc).__name__}: {exc}",
             )
 
     @staticmethod
