@@ -156,6 +156,7 @@ NAMESPACED_RULES = {
     ("jeffreyos.io", "jeffreyintegrations/status"): {"get", "patch", "update"},
     ("apps", "deployments"): {"get", "list", "watch", "patch"},
     ("", "events"): {"create", "patch"},
+    ("batch", "jobs"): {"create", "get", "list", "watch", "delete"},
     ("", "secrets"): {"get"},
 }
 CRD_RULE = {("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"}}
@@ -758,6 +759,7 @@ def test_grafana_dashboard(helm: str) -> None:
         "jeffrey_gate_value",
         "jeffrey_transitions_total",
         "jeffrey_rollbacks_total",
+        "jeffrey_check_runs_total",
     ):
         assert metric in exprs, metric
     ids = [p["id"] for p in dashboard["panels"]]

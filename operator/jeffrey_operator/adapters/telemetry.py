@@ -23,15 +23,26 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, start_http_server
 from prometheus_client.metrics import MetricWrapperBase
 
-from jeffrey_operator.core.models import GateResult, GateStatus, JeffreyIntegrationStatus, Level, Phase
+from jeffrey_operator.core.models import (
+    CheckResult,
+    CheckStatus,
+    GateResult,
+    GateStatus,
+    JeffreyIntegrationStatus,
+    Level,
+    Phase,
+)
 from jeffrey_operator.core.timestamps import parse_time
 
 if TYPE_CHECKING:
     from jeffrey_operator.core.engine import Decision
 
-__all__ = ["OperatorTelemetry", "level_index"]
+__all__ = ["CHECK_RUN_RESULTS", "OperatorTelemetry", "level_index"]
 
 _INTEGRATION = ("namespace", "name")
+
+#: The results a check run is counted under (each created at 0 for every check).
+CHECK_RUN_RESULTS = (CheckResult.PASS, CheckResult.FAIL, CheckResult.INCONCLUSIVE, CheckResult.INVALID)
 
 
 def level_index(level: Level | None) -> int:
@@ -98,6 +109,12 @@ class OperatorTelemetry:
             "jeffrey_gate_evaluations",
             "Gate evaluations by result (Pass, Breach, PendingBreach, Inconclusive, Invalid).",
             (*_INTEGRATION, "gate", "result"),
+            registry=r,
+        )
+        self.check_runs = Counter(
+            "jeffrey_check_runs",
+            "Runs of level checks (spec.checks) by result: Pass, Fail, Inconclusive, Invalid.",
+            (*_INTEGRATION, "check", "result"),
             registry=r,
         )
         self.gate_value = Gauge(
@@ -201,6 +218,18 @@ class OperatorTelemetry:
             value = float("nan") if gate.value is None else gate.value
             self._child(self.gate_value, namespace, name, gate.name).set(value)
 
+    def record_checks(
+        self, namespace: str, name: str, old: Iterable[CheckStatus], new: Iterable[CheckStatus]
+    ) -> None:
+        """Count every check run that reached a result since ``old`` (a run that is inconclusive and
+        then passes counts once under each); every check's counters exist from the start, at 0."""
+        before = {s.name: (s.attempt, s.result) for s in old}
+        for check in new:
+            for result in CHECK_RUN_RESULTS:
+                self._child(self.check_runs, namespace, name, check.name, result.value)  # born at 0
+            if check.result in CHECK_RUN_RESULTS and before.get(check.name) != (check.attempt, check.result):
+                self._child(self.check_runs, namespace, name, check.name, check.result.value).inc()
+
     def observe(
         self, namespace: str, name: str, decision: Decision, old: JeffreyIntegrationStatus, seconds: float
     ) -> None:
@@ -217,6 +246,7 @@ class OperatorTelemetry:
             self.record_rollback(namespace, name, rollback.reason)
         if new.phase is not Phase.PAUSED:  # paused: the gates shown are the old ones, not evaluated
             self.record_gates(namespace, name, new.gates)
+        self.record_checks(namespace, name, old.checks, new.checks)
         self.reconcile_duration.observe(seconds)
 
     def forget(self, namespace: str, name: str) -> None:

@@ -23,7 +23,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from jeffrey_operator.core.models import RETRY_ANNOTATION, JeffreyIntegrationSpec, JeffreyIntegrationStatus
-from jeffrey_operator.core.ports import MISSING, DeploymentObservation, GateReport, Observation
+from jeffrey_operator.core.ports import MISSING, CheckOutcome, DeploymentObservation, GateReport, Observation
 from jeffrey_operator.core.validation import Claim, claim_of, prior_claims
 
 __all__ = ["listed_deployments", "observe", "parse_status"]
@@ -76,12 +76,15 @@ def observe(
     deployments: Mapping[str, DeploymentObservation],
     claims: Mapping[str, Iterable[Claim]],
     gates: GateReport | None = None,
+    *,
+    checks: Mapping[str, CheckOutcome] | None = None,
 ) -> Observation:
     """The observation of one reconcile. Pure.
 
     ``deployments`` maps a Deployment name to what was seen of it (absent: it does not exist);
     ``claims`` maps a Deployment name to the claims of every integration of the namespace that
-    lists it (this one's included or not: it is ignored).
+    lists it (this one's included or not: it is ignored); ``checks`` what the level checks'
+    runs in flight gave.
     """
     meta = body.get("metadata") or {}
     namespace = str(meta.get("namespace", ""))
@@ -99,4 +102,6 @@ def observe(
         deployments=seen,
         gates=gates or GateReport(),
         retry_token=str(annotations.get(RETRY_ANNOTATION, "") or ""),
+        name=str(meta.get("name", "")),
+        checks=dict(checks or {}),
     )

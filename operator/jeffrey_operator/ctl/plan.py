@@ -22,7 +22,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from jeffrey_operator.adapters.kube import merge_patch, observe_deployment
+from jeffrey_operator.adapters.kube import merge_patch, observe_deployment, observe_job
+from jeffrey_operator.core.checks import IN_FLIGHT, job_outcome
 from jeffrey_operator.core.engine import Decision, decide, decide_invalid, gate_mode
 from jeffrey_operator.core.gates.evaluate import summarize
 from jeffrey_operator.core.models import (
@@ -34,7 +35,7 @@ from jeffrey_operator.core.models import (
     Transition,
 )
 from jeffrey_operator.core.observe import listed_deployments, observe, parse_status
-from jeffrey_operator.core.ports import Event, GateMode, GateReport
+from jeffrey_operator.core.ports import CheckOutcome, Event, GateMode, GateReport
 from jeffrey_operator.core.validation import Claim, claim_of, parse_spec
 from jeffrey_operator.ctl.view import WaitView, waiting_for
 
@@ -63,6 +64,30 @@ class Scaling:
 
 
 @dataclass(frozen=True)
+class PlanCheck:
+    """A level check after the decision; ``starts`` when the operator would start a new run."""
+
+    name: str
+    level: str
+    when: str
+    result: str
+    attempt: int
+    job: str
+    starts: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "level": self.level,
+            "when": self.when,
+            "result": self.result,
+            "attempt": self.attempt,
+            "job": self.job,
+            "starts": self.starts,
+        }
+
+
+@dataclass(frozen=True)
 class Plan:
     name: str
     namespace: str
@@ -84,6 +109,10 @@ class Plan:
     waiting: WaitView | None
     #: One sentence: why this is the next step (or why nothing happens).
     why: str
+    #: The level checks after the decision (spec order).
+    checks: tuple[PlanCheck, ...] = ()
+    #: Where the checks' results came from (plan never sends an HTTP check's request).
+    checks_note: str = ""
 
     @property
     def changes_anything(self) -> bool:
@@ -120,6 +149,7 @@ class Plan:
                 "breach": self.gates.breach.name if self.gates.breach else None,
                 "note": self.gates_note,
             },
+            "checks": [c.to_dict() for c in self.checks],
         }
 
 
@@ -209,11 +239,13 @@ def make_plan(
     now: datetime.datetime,
     *,
     claims: Mapping[str, Iterable[Claim]] | None = None,
+    jobs: Sequence[Mapping[str, Any]] = (),
 ) -> Plan:
     """The operator's next step for the JeffreyIntegration ``body``.
 
     ``deployments`` maps a Deployment name to its body as read from the API (absent: it does not
-    exist); ``claims`` comes from :func:`claims_of`.
+    exist); ``claims`` comes from :func:`claims_of`; ``jobs`` are the integration's check Jobs
+    (label ``jeffreyos.io/integration``), judged like the operator does.
     """
     meta = body.get("metadata") or {}
     name = str(meta.get("name", ""))
@@ -232,7 +264,7 @@ def make_plan(
         spec = parsed
         report, note = gate_report_from_status(spec, before)
         seen = {name: observe_deployment(b) for name, b in deployment_bodies.items()}
-        observation = observe(body, spec, seen, claims or {}, report)
+        observation = observe(body, spec, seen, claims or {}, report, checks=_job_outcomes(before, jobs))
         observed = observation.deployments
         decision = decide(spec, before, observation, now)
         scalings = tuple(
@@ -258,4 +290,34 @@ def make_plan(
         status_changes=changed,
         waiting=waiting,
         why=_why(spec, before, decision, waiting, name),
+        checks=_plan_checks(before, after),
+        checks_note="Job checks judged from their Jobs; HTTP checks from status (plan sends no request)",
+    )
+
+
+def _job_outcomes(
+    status: JeffreyIntegrationStatus, jobs: Sequence[Mapping[str, Any]]
+) -> dict[str, CheckOutcome]:
+    seen = [observe_job(j) for j in jobs]
+    out: dict[str, CheckOutcome] = {}
+    for st in status.checks:
+        found = next((j for j in seen if j.check == st.name and j.attempt == st.attempt), None)
+        if found is not None and st.result in IN_FLIGHT:
+            out[st.name] = job_outcome(found)
+    return out
+
+
+def _plan_checks(before: JeffreyIntegrationStatus, after: JeffreyIntegrationStatus) -> tuple[PlanCheck, ...]:
+    old = {c.name: c.attempt for c in before.checks}
+    return tuple(
+        PlanCheck(
+            name=c.name,
+            level=c.level.value,
+            when=c.when.value,
+            result=c.result.value,
+            attempt=c.attempt,
+            job=c.job,
+            starts=c.attempt > old.get(c.name, 0),
+        )
+        for c in after.checks
     )

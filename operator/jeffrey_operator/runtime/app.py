@@ -18,7 +18,15 @@ import kopf
 from jeffrey_operator.adapters.kube import DeploymentWatch, Kube, KubeError
 from jeffrey_operator.adapters.telemetry import OperatorTelemetry
 from jeffrey_operator.core.models import INTEGRATION_LABEL
-from jeffrey_operator.core.ports import Clock, GatePort, NoTelemetry, StateStorePort, SystemClock, Telemetry
+from jeffrey_operator.core.ports import (
+    Clock,
+    GatePort,
+    HttpCheckPort,
+    NoTelemetry,
+    StateStorePort,
+    SystemClock,
+    Telemetry,
+)
 from jeffrey_operator.runtime.health import Health, serve_health
 from jeffrey_operator.runtime.leader import LeaderElector
 from jeffrey_operator.runtime.reconciler import OperatorContext, reconcile
@@ -35,6 +43,7 @@ def build_context(
     store: StateStorePort | None = None,
     telemetry: Telemetry | None = None,
     clock: Clock | None = None,
+    http: HttpCheckPort | None = None,
 ) -> OperatorContext:
     """Wire the adapters the settings ask for; tests pass their own where they want.
 
@@ -61,6 +70,11 @@ def build_context(
             history_maxlen=settings.history_length,
             telemetry=telemetry,
         )
+    if http is None:
+        from jeffrey_operator.adapters.checks import HttpChecks
+
+        # The egress allow-list (core/egress.py, --egress-allow) is passed here once it exists.
+        http = HttpChecks(secret_reader=kube.read_secret_key)
     ctx = OperatorContext(
         kube=kube,
         gates=gates,
@@ -68,6 +82,7 @@ def build_context(
         clock=clock or SystemClock(),
         emit=handlers.post_event,
         gate_status_refresh=settings.gate_status_refresh,
+        http=http,
     )
     if store is not None:
         ctx.store = store

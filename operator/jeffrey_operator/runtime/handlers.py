@@ -24,7 +24,8 @@ from typing import Any
 
 import kopf
 
-from jeffrey_operator.adapters.kube import KubeError, WatchEvent
+from jeffrey_operator.adapters.kube import KubeError, WatchEvent, observe_job
+from jeffrey_operator.core.checks import LABEL_INTEGRATION
 from jeffrey_operator.core.models import GROUP, PLURAL, RETRY_ANNOTATION, VERSION
 from jeffrey_operator.core.ports import Event
 from jeffrey_operator.runtime.reconciler import OperatorContext, release_deployment, slim_body
@@ -38,7 +39,16 @@ FINALIZER = f"{ANNOTATION_PREFIX}/finalizer"
 
 _CHATTY = {
     f"Handler '{name}' succeeded."
-    for name in ("deployments", "claims", "deployment_changed", "integration_changed", "integration_event")
+    for name in (
+        "deployments",
+        "claims",
+        "deployment_changed",
+        "integration_changed",
+        "integration_event",
+        "jobs",
+        "job_changed",
+        "job_event",
+    )
 }
 
 
@@ -176,6 +186,34 @@ def _route(ctx: OperatorContext, namespace: str, name: str) -> None:
         ctx.wake(key)
 
 
+# ------------------------------------------------------------------------------ check Jobs
+
+
+def job_event(ctx: OperatorContext, event_type: str | None, body: Mapping[str, Any]) -> None:
+    """A check Job changed: keep what the check runs need of it, queue its integration (the
+    label ``jeffreyos.io/integration`` names it)."""
+    meta = body.get("metadata") or {}
+    namespace = str(meta.get("namespace") or "")
+    key: Key = (namespace, str((meta.get("labels") or {}).get(LABEL_INTEGRATION, "")))
+    name = str(meta.get("name") or "")
+    if event_type == "DELETED":
+        jobs = ctx.jobs.get(key)
+        if jobs is not None:
+            jobs.pop(name, None)
+            if not jobs:
+                del ctx.jobs[key]
+    else:
+        ctx.jobs.setdefault(key, {})[name] = observe_job(body)
+    ctx.wake(key)
+
+
+async def _on_job(*, type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    ctx: OperatorContext | None = getattr(memo, "ctx", None)
+    if ctx is not None:
+        ctx.ensure_workers()
+        job_event(ctx, type, body)
+
+
 # ------------------------------------------------------------------------------- leadership
 
 
@@ -229,3 +267,7 @@ def register(registry: kopf.OperatorRegistry) -> None:
     kopf.on.startup(registry=registry, id="configure")(_startup)
     kopf.on.cleanup(registry=registry, id="close-adapters")(_cleanup)
     kopf.on.event(GROUP, VERSION, PLURAL, registry=registry, id="integration_event")(_on_integration)
+    # Check Jobs (spec.checks) are few and the operator's own: kopf's watch (labels filtered on
+    # the client side) is enough; routed to their integration by label.
+    made_by_us = {LABEL_INTEGRATION: kopf.PRESENT}
+    kopf.on.event("batch", "v1", "jobs", labels=made_by_us, registry=registry, id="job_event")(_on_job)

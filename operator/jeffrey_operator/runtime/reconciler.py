@@ -42,6 +42,8 @@ from jeffrey_operator.core.ports import (
     GateMode,
     GatePort,
     GateReport,
+    HttpCheckPort,
+    JobObservation,
     NoGates,
     NoStateStore,
     NoTelemetry,
@@ -53,6 +55,7 @@ from jeffrey_operator.core.ports import (
 )
 from jeffrey_operator.core.timestamps import format_time, parse_time
 from jeffrey_operator.core.validation import parse_spec
+from jeffrey_operator.runtime.checks import CheckRuns, owned_jobs
 from jeffrey_operator.runtime.routing import Deployments, Integrations, Key, Seen, seen_of
 from jeffrey_operator.runtime.workqueue import WorkQueue
 
@@ -75,12 +78,16 @@ class OperatorContext:
     clock: Clock = field(default_factory=SystemClock)
     telemetry: Telemetry = field(default_factory=NoTelemetry)
     emit: EventSink | None = None
+    #: Runs HTTP checks (None: they stay inconclusive).
+    http: HttpCheckPort | None = None
     #: Refresh gate values in status at most this often when nothing else changed.
     gate_status_refresh: float = 60.0
     #: The JeffreyIntegrations and who lists which Deployment.
     integrations: Integrations = field(default_factory=Integrations)
     #: The managed Deployments (label-selected watch) and live reads of not-yet-labelled ones.
     deployments: Deployments = field(default_factory=Deployments)
+    #: (namespace, integration) → its check Jobs by name (kopf's Job watch, routed by label).
+    jobs: dict[Key, dict[str, JobObservation]] = field(default_factory=dict)
     #: The per-integration state kept between reconciles (in memory only).
     loops: dict[Key, IntegrationLoop] = field(default_factory=dict)
     #: The work queue; created in the operator's event loop by :meth:`start_queue`.
@@ -122,7 +129,7 @@ class OperatorContext:
     async def close(self) -> None:
         for task in list(self._tasks):
             task.cancel()
-        for adapter in (self.gates, self.store):
+        for adapter in (self.gates, self.store, self.http):
             closer = getattr(adapter, "close", None) or getattr(adapter, "aclose", None)
             if closer is not None:
                 try:
@@ -206,10 +213,24 @@ class IntegrationLoop:
     #: The Deployments the spec listed at the last reconcile (to release those it drops); None
     #: before the first one, when those labelled for this integration stand in for it.
     listed: set[str] | None = None
+    #: ``metadata.uid`` of the object (check Jobs carry it in their owner reference).
+    uid: str = ""
+    #: The runs of this integration's level checks (:mod:`jeffrey_operator.runtime.checks`).
+    checks: CheckRuns = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.checks = CheckRuns(self.namespace, self.name)
 
     @property
     def key(self) -> Key:
         return (self.namespace, self.name)
+
+    def event_sink(self, body: Mapping[str, Any]) -> Callable[[Event], None]:
+        return lambda event: self.emit(body, event)
+
+    def check_jobs(self) -> list[JobObservation]:
+        """This integration's check Jobs (from the Job watch), owned by this very object."""
+        return owned_jobs(self.ctx.jobs.get(self.key, {}).values(), self.uid)
 
     # ---------------------------------------------------------------------------------- observe
     async def observe_deployments(
@@ -256,6 +277,7 @@ class IntegrationLoop:
         started = time.perf_counter()
         meta = body.get("metadata") or {}
         generation = int(meta.get("generation") or 1)
+        self.uid = str(meta.get("uid", ""))
         if self.status is None:
             self.status = parse_status(body.get("status"), on_error=self._unreadable_status)
         old = self.status
@@ -291,7 +313,8 @@ class IntegrationLoop:
                     tick = next_tick_delay(now, max(parse_duration(spec.analysis.interval), 1.0))
                     wait = _min(tick, report.reevaluate_after)
             claims = self.ctx.integrations.claims(self.namespace, deployments)
-            observation = observe(body, spec, deployments, claims, report)
+            checks = await self.checks.observe(spec, old, self.check_jobs(), self.ctx.http)
+            observation = observe(body, spec, deployments, claims, report, checks=checks)
             if recheck:
                 # A listed Deployment is missing or unsettled and not labelled yet: unwatched.
                 wait = _min(wait, self.missing_backoff.next())
@@ -308,6 +331,14 @@ class IntegrationLoop:
         await self.write_status(body, old, new)
         for event in decision.events:
             self.emit(body, event)
+        # After the status write: a check Job exists only for a run that status already records.
+        jobs = self.check_jobs()
+        if spec is not None and (spec.checks or jobs):
+            sink = self.event_sink(body)
+            if not await self.checks.act(
+                spec, decision.status, jobs, uid=self.uid, kube=self.ctx.kube, emit=sink
+            ):
+                wait = _min(wait, 1.0)
         if spec is not None:
             store_was_ok = self.store_ok
             await self.sync_store(spec, generation, str(meta.get("uid", "")))
