@@ -176,7 +176,7 @@ def test_a_restart_mid_check_finds_its_job_and_starts_no_second_one(
     cluster.stop_operator()
     cluster.start_operator()
     # Let the new operator reconcile (it rewrites nothing while the Job runs), then finish the Job.
-    wait_for(lambda: cluster.ctx is not None and cluster.ctx.wakers, within=10, what="the new loop")
+    wait_for(lambda: cluster.ctx is not None and cluster.ctx.loops, within=10, what="the new loop")
     [job] = jobs(cluster, ns)
     assert job["metadata"]["name"] == "jeffrey-core-smoke-1"
     out = ctl(cluster, tmp_path, "status", "jeffrey", "-n", ns)
