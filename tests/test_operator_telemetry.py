@@ -80,7 +80,8 @@ def test_every_documented_metric_exists_and_moves(cluster: Cluster, redis_server
     try:
         # one that climbs, one whose readiness times out (a rollback), one whose gates ask a
         # Prometheus that is not there (errors, inconclusive gate evaluations)
-        cluster.apply_example()
+        smoke = example("jeffrey-checks.yaml")["spec"]["checks"][0]  # a Job check, run for real
+        cluster.apply_example(checks=[smoke])
         never = example()
         never["metadata"]["name"] = "never-ready"
         for level in never["spec"]["levels"]:
@@ -120,6 +121,8 @@ def test_every_documented_metric_exists_and_moves(cluster: Cluster, redis_server
         assert samples["jeffrey_transitions_total"] >= 18
         assert samples["jeffrey_rollbacks_total"] >= 1
         assert samples["jeffrey_gate_evaluations_total"] >= 1
+        passed = [k for k in samples if k.startswith("jeffrey_check_runs_total{") and 'result="Pass"' in k]
+        assert [samples[k] for k in passed] == [1.0]
         assert samples["jeffrey_reconcile_duration_seconds_count"] > 0
         assert samples["jeffrey_prometheus_query_duration_seconds_count"] > 0
         writes = samples['jeffrey_api_writes_total{resource="deployments",verb="patch"}']
