@@ -61,6 +61,7 @@ DEPLOYMENT_CLAIMED = "DeploymentClaimed"
 DUPLICATE_LEVEL = "DuplicateLevel"
 DUPLICATE_DEPLOYMENT = "DuplicateDeployment"
 NO_LEVEL_AT_TARGET = "NoLevelAtOrBelowTarget"
+INVALID_GATE_BOUNDS = "InvalidGateBounds"
 # Health
 OPTIONAL_MODULES_DEGRADED = "OptionalModulesDegraded"
 MODULES_HEALTHY = "ModulesHealthy"
