@@ -69,7 +69,7 @@ def echo(value: Any) -> str:
     """The offending value as the user wrote it, quoted and bounded.
 
     >>> echo("ULTRA"), echo(-1), echo("x" * 100)[-5:]
-    ("'ULTRA'", '-1', "xx...")
+    ("'ULTRA'", '-1', 'xx...')
     """
     text = repr(value)
     return text if len(text) <= _ECHO_MAX else text[: _ECHO_MAX - 3] + "..."
