@@ -69,6 +69,7 @@ GATES_PASSING = "GatesPassing"
 GATES_INCONCLUSIVE = "GatesInconclusive"
 GATES_INVALID = "InvalidGate"
 NO_GATES = "NoGates"
+NO_GATES_CONFIGURED = "NoGatesConfigured"
 PROMETHEUS_UNAVAILABLE = "PrometheusUnavailable"
 PROMETHEUS_AVAILABLE = "PrometheusAvailable"
 STATE_STORE_UNAVAILABLE = "StateStoreUnavailable"
@@ -76,6 +77,7 @@ STATE_STORE_SYNCED = "StateStoreSynced"
 STATE_STORE_DISABLED = "StateStoreDisabled"
 # Operator-level
 SCALED = "Scaled"
+REPLICAS_RESTORED = "ReplicasRestored"
 SCALE_FAILED = "ScaleFailed"
 
 

@@ -187,3 +187,6 @@ class Observation:
     deployments: Mapping[str, DeploymentObservation]
     gates: GateReport = field(default_factory=GateReport)
     retry_token: str = ""
+    #: Where the integration lives (for messages that say what to type, e.g. how to retry).
+    namespace: str = ""
+    name: str = ""
