@@ -27,6 +27,8 @@ class World:
     #: Apply scalings and make Deployments ready at once (the Deployment controller).
     instant: bool = True
     decisions: list[Decision] = field(default_factory=list)
+    namespace: str = ""
+    name: str = ""
     scale_log: list[tuple[str, int]] = field(default_factory=list)
 
     @classmethod
@@ -43,6 +45,8 @@ class World:
             deployments=dict(self.deployments),
             gates=self.gates,
             retry_token=self.retry_token,
+            namespace=self.namespace,
+            name=self.name,
         )
 
     def step(self) -> Decision:

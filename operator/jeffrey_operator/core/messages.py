@@ -6,7 +6,7 @@ readable; the full detail of every gate is in ``status.gates``. Events are cut a
 :data:`EVENT_MESSAGE_MAX` bytes (the API server's limit for ``note``) at a word, with an ellipsis,
 so that ``kubectl describe`` never ends mid-word.
 
->>> shorten("gate bus-rate: 1500 > max 1000", 20)
+>>> shorten("gate bus-rate: 1500 > max 1000", 22)
 'gate bus-rate: 1500…'
 >>> shorten("short", 20)
 'short'
@@ -32,7 +32,8 @@ def shorten(text: str, limit: int) -> str:
     room = limit - len(ELLIPSIS.encode())
     cut = text.encode()[: max(room, 0)].decode(errors="ignore")
     space = cut.rfind(" ")
-    if space > room // 2:
+    at_word_end = text[len(cut) : len(cut) + 1] == " "
+    if not at_word_end and space > room // 2:
         cut = cut[:space]
     return cut.rstrip(" ;,:.(") + ELLIPSIS
 

@@ -399,19 +399,19 @@ def summarize(statuses: Sequence[GateStatus], *, source_available: bool = True) 
 
 
 def _grouped(statuses: Sequence[GateStatus]) -> str:
-    """One clause per distinct (result, message), naming every gate that shares it: ten gates
-    with the same cause say it once.
+    """One clause per distinct (result, message), the cause first, then every gate that shares
+    it: ten gates with the same cause say it once.
 
     >>> a = GateStatus(name="a", result=GateResult.INCONCLUSIVE, message="no data")
     >>> b = GateStatus(name="b", result=GateResult.INCONCLUSIVE, message="no data")
     >>> _grouped([a, b])
-    'gates a, b Inconclusive: no data'
+    'no data (gates a, b: Inconclusive)'
     """
     groups: dict[tuple[GateResult, str], list[str]] = {}
     for status in statuses:
         groups.setdefault((status.result, status.message), []).append(status.name)
     return "; ".join(
-        f"{'gates' if len(names) > 1 else 'gate'} {', '.join(names)} {result.value}: {message}"
+        f"{message} ({'gates' if len(names) > 1 else 'gate'} {', '.join(names)}: {result.value})"
         for (result, message), names in groups.items()
     )
 
