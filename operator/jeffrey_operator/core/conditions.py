@@ -53,6 +53,8 @@ HOLDING_AFTER_ROLLBACK = "HoldingAfterRollback"
 RETRY_REQUESTED = "RetryRequested"
 SPEC_CHANGED = "SpecChanged"
 AUTO_RETRY = "AutoRetry"
+#: Every reason a rollback is recorded with (label values of ``jeffrey_rollbacks_total``).
+ROLLBACK_REASONS = (GATE_BREACH, READINESS_TIMEOUT, MODULE_UNREADY)
 # Freeze and bad input
 PAUSED = "Paused"
 INVALID_SPEC = "InvalidSpec"
