@@ -1,0 +1,162 @@
+"""What on-call sees, read from the API the way kubectl reads it (emulated API over real HTTP):
+drift corrections, Event and message sizes, conditions at the current generation, retry advice."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+import pytest
+
+from jeffrey_emulator import deployment_manifest
+from jeffrey_operator.core.models import GateResult, GateStatus
+from jeffrey_operator.core.ports import GateContext, GateReport, GateVerdict
+from jeffrey_operator.runtime import logs
+from operator_fixtures import FAST, Cluster, example, wait_for
+
+
+def condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
+    return next(c for c in status["conditions"] if c["type"] == type_)
+
+
+def decision_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
+    """The decision log lines as a JSON pipeline reads them."""
+    formatter = logs.JsonFormatter()
+    return [json.loads(formatter.format(r)) for r in caplog.records if r.name == logs.DECISIONS.name]
+
+
+def test_replicas_changed_by_someone_else_are_restored_and_said(
+    cluster: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger=logs.DECISIONS.name)
+    cluster.start_operator()
+    cluster.apply_example()
+    cluster.wait_phase("Stable")
+    time.sleep(0.3)
+    assert not [e for e in cluster.events() if e["reason"] == "ReplicasRestored"]  # the climb is no drift
+
+    cluster.emu.patch("deployments", "jeffrey", "curiosity-loop", {"spec": {"replicas": 0}})  # kubectl scale
+    wait_for(lambda: cluster.replicas()["curiosity-loop"] == 1, what="curiosity-loop restored")
+    event = wait_for(
+        lambda: next((e for e in cluster.events() if e["reason"] == "ReplicasRestored"), None),
+        what="the ReplicasRestored event",
+    )
+    assert event["type"] == "Warning"
+    assert event["involvedObject"]["kind"] == "JeffreyIntegration"
+    assert event["involvedObject"]["name"] == "jeffrey"
+    message = event["message"]
+    assert "Deployment curiosity-loop" in message and "spec.replicas 0" in message
+    assert "restored to 1" in message and "spec.paused" in message
+    (drift,) = [line for line in decision_lines(caplog) if line["event"] == "drift"]
+    assert (drift["namespace"], drift["name"], drift["deployment"]) == (
+        "jeffrey",
+        "jeffrey",
+        "curiosity-loop",
+    )
+    assert (drift["found"], drift["restored"], drift["phase"], drift["level"]) == (
+        0,
+        1,
+        "Stable",
+        "PRODUCTION",
+    )
+    assert drift["reason"] == "ReplicasRestored" and drift["severity"] == "warning"
+
+
+def test_every_transition_is_a_log_line(cluster: Cluster, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger=logs.DECISIONS.name)
+    cluster.start_operator()
+    cluster.apply_example()
+    status = cluster.wait_phase("Stable")
+    lines = [line for line in decision_lines(caplog) if line["event"] == "transition"]
+    assert [(x["phase"], x["reason"], x["level"]) for x in lines] == [
+        (t["phase"], t["reason"], t.get("toLevel", "none")) for t in status["transitions"]
+    ]
+    assert {(x["namespace"], x["name"]) for x in lines} == {("jeffrey", "jeffrey")}
+
+
+def test_a_long_invalid_message_is_cut_at_a_word(cluster: Cluster) -> None:
+    cluster.start_operator()
+    ji = example()
+    ji["spec"]["promotion"] = dict(FAST)
+    for level in ji["spec"]["levels"]:  # 30 Deployments that do not exist
+        level["modules"] = [{"deployment": f"missing-{level['level'].lower()}-{i}"} for i in range(5)]
+    cluster.emu.create(ji)
+    status = cluster.wait_phase("Invalid")
+    assert len(status["message"]) <= 300 and status["message"].endswith("…")
+    event = wait_for(
+        lambda: next((e for e in cluster.events() if e["reason"] == "DeploymentNotFound"), None),
+        what="the Invalid event",
+    )
+    assert len(event["message"].encode()) <= 1024
+    assert event["message"].endswith("…") and not event["message"][:-1].endswith(" ")
+    assert event["message"].startswith(status["message"][:-1].rstrip(" ;,:.("))
+
+
+class Unreachable:
+    """A gate port as the Prometheus one answers with nobody listening."""
+
+    async def evaluate(self, ctx: GateContext) -> GateReport:
+        gates = tuple(
+            GateStatus(
+                name=g.name, query=g.query, max=g.max, result=GateResult.INCONCLUSIVE, message="refused"
+            )
+            for g in ctx.spec.gates
+        )
+        return GateReport(
+            verdict=GateVerdict.INCONCLUSIVE,
+            gates=gates,
+            source_available=False,
+            message="Prometheus at http://prometheus:9090 unavailable: connection refused",
+        )
+
+
+def test_turning_gates_off_leaves_no_stale_condition(cluster: Cluster) -> None:
+    cluster.gates = Unreachable()
+    cluster.start_operator()
+    cluster.apply_example(gates=[{"name": "bus", "query": "up", "max": 1000}])
+    status = wait_for(
+        lambda: (s := cluster.status()).get("reason") == "WaitingForGates" and s,
+        what="holding for Prometheus",
+    )
+    assert condition(status, "MetricsAvailable")["status"] == "False"
+    assert "connection refused" in status["message"]
+
+    cluster.patch_spec({"gates": []})
+    status = cluster.wait_phase("Stable")
+    generation = cluster.ji()["metadata"]["generation"]
+    assert generation == 2 and status["observedGeneration"] == generation
+    assert condition(status, "MetricsAvailable") | {"lastTransitionTime": ""} == {
+        "type": "MetricsAvailable",
+        "status": "True",
+        "reason": "NoGatesConfigured",
+        "message": "no health gates configured: Prometheus is not queried",
+        "lastTransitionTime": "",
+        "observedGeneration": generation,
+    }
+    assert condition(status, "GatesHealthy")["status"] == "True"
+    assert condition(status, "GatesHealthy")["reason"] == "NoGatesConfigured"
+    assert {c["observedGeneration"] for c in status["conditions"]} == {generation}
+
+
+def test_rolled_back_says_how_to_retry_and_a_new_value_retries(cluster: Cluster) -> None:
+    cluster.start_operator()
+    ji = example()
+    cluster.deployments_for(ji, "jeffrey")
+    cluster.emu.deployments.set_behaviour("jeffrey", "awareness-loop", ready=False)
+    cluster.apply_example(create_deployments=False, promotion={**FAST, "readinessTimeout": "1s"})
+    status = cluster.wait_phase("RolledBack")
+    command = 'kubectl annotate ji jeffrey -n jeffrey jeffreyos.io/retry="$(date +%s)" --overwrite'
+    assert command in status["message"] and "jeffreyctl retry jeffrey" in status["message"]
+    assert status["message"].startswith("rolled back to CORE: ")
+    assert "awareness-loop" in status["message"]
+    assert command in condition(status, "Stalled")["message"]
+    event = wait_for(
+        lambda: next((e for e in cluster.events() if e["reason"] == "RolledBack"), None),
+        what="the RolledBack event",
+    )
+    assert command in event["message"]
+    cluster.emu.create(deployment_manifest("unrelated", "jeffrey", replicas=0))  # any other change: no retry
+    time.sleep(0.5)
+    assert cluster.status()["phase"] == "RolledBack"
