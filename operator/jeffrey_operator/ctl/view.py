@@ -43,6 +43,7 @@ __all__ = [
     "build_view",
     "level_state",
     "passing_since",
+    "unobserved_hint",
 ]
 
 #: How a level stands: ``up`` (validated, running), ``validating`` (running, health window in
@@ -166,6 +167,8 @@ class StatusView:
     last_rollback: dict[str, Any] | None
     conditions: tuple[dict[str, Any], ...]
     transitions: int = 0
+    #: Why nothing happens, when that is not in status (e.g. no operator watches the namespace).
+    hint: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """The ``-o json|yaml`` shape (documented in ``docs/jeffreyctl.md``)."""
@@ -188,6 +191,7 @@ class StatusView:
             "lastRollback": self.last_rollback,
             "conditions": list(self.conditions),
             "transitions": self.transitions,
+            "hint": self.hint,
         }
 
 
@@ -307,6 +311,34 @@ def waiting_for(
     return None
 
 
+#: An object no operator has written status for this long after its creation is likely unwatched.
+UNOBSERVED_AFTER = 10.0
+
+
+def unobserved_hint(observed_generation: int, created: str, namespace: str, now: datetime.datetime) -> str:
+    """A hint when no operator has ever observed the object (``observedGeneration`` 0) although it
+    exists for more than :data:`UNOBSERVED_AFTER` seconds; ``""`` otherwise.
+
+    >>> t0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+    >>> unobserved_hint(0, "2026-01-01T00:00:00Z", "ns", t0 + datetime.timedelta(seconds=3))
+    ''
+    >>> unobserved_hint(0, "2026-01-01T00:00:00Z", "ns", t0 + datetime.timedelta(seconds=42))[:46]
+    'never observed by an operator in 42s (status.o'
+    """
+    born = parse_time(created)
+    if observed_generation or born is None:
+        return ""
+    age = (now - born).total_seconds()
+    if age < UNOBSERVED_AFTER:
+        return ""
+    where = namespace or "its namespace"
+    return (
+        f"never observed by an operator in {age:.0f}s (status.observedGeneration is 0): is the operator "
+        f"running, and does it watch namespace {where}? Check its --namespace flags "
+        f"(jeffrey-operator run --namespace {where}, or --all-namespaces; Helm: watchNamespaces)"
+    )
+
+
 def build_view(
     spec: JeffreyIntegrationSpec | None,
     status: JeffreyIntegrationStatus,
@@ -387,4 +419,5 @@ def build_view(
         last_rollback=status.last_rollback.wire() if status.last_rollback else None,
         conditions=tuple(c.wire() for c in status.conditions),
         transitions=status.transition_seq,
+        hint=unobserved_hint(status.observed_generation, created, namespace, now),
     )
