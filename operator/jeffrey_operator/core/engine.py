@@ -94,6 +94,8 @@ class Note:
     value: float | None = None
     threshold: float | None = None
     modules: tuple[str, ...] = ()
+    #: The level the phase works on (being promoted, validated, demoted), when there is one.
+    active: Level | None = None
 
 
 @dataclass(frozen=True)
@@ -257,6 +259,7 @@ class _Step:
                     message=full,
                     phase=phase,
                     level=new_current,
+                    active=new_active,
                 )
             )
         self.status = st.model_copy(update=update)

@@ -2,9 +2,9 @@
 
 The engine says what it decided (:class:`~jeffrey_operator.core.engine.Note`); this module only
 writes it, on the ``jeffrey_operator.decisions`` logger, with the fields ``event`` (transition,
-rollback, hold, recovery, drift), ``namespace``, ``name``, ``level``, ``phase``, ``reason`` and,
-where they apply, ``gate``, ``value``, ``threshold``, ``modules``, ``deployment``, ``found``,
-``restored``.
+rollback, hold, recovery, drift), ``namespace``, ``name``, ``level`` (the current level), ``phase``,
+``reason`` and, where they apply, ``active`` (the level being promoted/validated/demoted), ``gate``,
+``value``, ``threshold``, ``modules``, ``deployment``, ``found``, ``restored``.
 
 Text (``--log-format text``)::
 
@@ -69,6 +69,7 @@ def log_notes(namespace: str, name: str, notes: Iterable[Note]) -> None:
                 "level": _level(note.level),
                 "phase": note.phase.value,
                 "reason": note.reason,
+                "active": note.active.value if note.active is not None else None,
                 "gate": note.gate,
                 "value": note.value,
                 "threshold": note.threshold,
