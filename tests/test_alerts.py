@@ -11,9 +11,11 @@ healthy run, including the first rollback after a restart, and a restart without
 from __future__ import annotations
 
 import datetime
+import json
 import re
 import subprocess
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +31,9 @@ from jeffrey_operator.core.engine import Decision
 from jeffrey_operator.core.models import GateResult, GateStatus
 from jeffrey_operator.core.ports import GateReport, GateVerdict
 from jeffrey_operator.sim.main import Fault, ModuleSim
+from prom_fixtures import free_port
 from test_chart import (
+    CHART,
     FULLNAME,
     NAMESPACE,
     alerts,
@@ -428,10 +432,6 @@ def exported(clock: FakeWallClock) -> Timeline:
 def test_rules_and_dashboard_use_only_exported_metrics_and_label_values(
     rules: Path, clock: FakeWallClock
 ) -> None:
-    import json
-
-    from test_chart import CHART
-
     seen = exported(clock).exported
     rule_exprs = [r["expr"] for g in yaml.safe_load(rules.read_text())["groups"] for r in g["rules"]]
     dashboard = json.loads((CHART / "dashboards" / "jeffrey-operator.json").read_text())
@@ -456,10 +456,6 @@ def test_rules_and_dashboard_use_only_exported_metrics_and_label_values(
 
 def test_promtool_accepts_the_operators_metrics_output(clock: FakeWallClock, tmp_path: Path) -> None:
     """``promtool check metrics`` on what the operator's /metrics serves, over HTTP."""
-    import urllib.request
-
-    from prom_fixtures import free_port
-
     promtool = promtool_path()
     if promtool is None:
         missing("promtool", "apt-get install prometheus")

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from engine_world import World
+from engine_world import T0, World
 from jeffrey_operator.core import conditions as c
 from jeffrey_operator.core.engine import Note
 from jeffrey_operator.core.gates.defaults import gates_for
@@ -57,8 +57,6 @@ def unavailable_report(n: int = 10) -> GateReport:
         "http://prometheus:9090 unreachable: Cannot connect to host prometheus:9090 ssl:default "
         "[Name or service not known] (circuit open after 8 consecutive failures)"
     )
-    from engine_world import T0
-
     return evaluate(
         gates,
         {},

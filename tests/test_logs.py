@@ -133,3 +133,34 @@ def test_text_decisions_carry_key_value_fields(emu: Emulator, tmp_path: pathlib.
     assert any(
         "event=hold namespace=jeffrey name=broken" in x and "reason=DeploymentNotFound" in x for x in lines
     )
+
+
+def test_json_mode_turns_warnings_and_uncaught_exceptions_into_json_lines() -> None:
+    script = """
+import logging, threading, warnings
+from jeffrey_operator.runtime import logs
+logs.configure("json")
+logging.getLogger("aiohttp.client").warning("a library speaks")
+warnings.warn("something is deprecated", DeprecationWarning, stacklevel=1)
+def fail():
+    raise RuntimeError("in a thread")
+t = threading.Thread(target=fail, name="worker")
+t.start(); t.join()
+raise ValueError("at the top")
+"""
+    proc = subprocess.run(
+        [sys.executable, "-W", "always", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 1
+    lines = (proc.stdout + proc.stderr).splitlines()
+    docs = [json.loads(line) for line in lines]  # every line, or this raises
+    messages = {d["logger"]: d for d in docs}
+    assert messages["aiohttp.client"]["message"] == "a library speaks"
+    assert "something is deprecated" in messages["py.warnings"]["message"]
+    crashes = [d for d in docs if d["severity"] == "critical"]
+    assert [("RuntimeError: in a thread" in d["exc_info"]) for d in crashes] == [True, False]
+    assert "ValueError: at the top" in crashes[1]["exc_info"] and "worker" in crashes[0]["message"]
