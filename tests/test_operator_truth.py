@@ -12,7 +12,7 @@ import pytest
 
 from jeffrey_emulator import deployment_manifest
 from jeffrey_operator.core.models import GateResult, GateStatus
-from jeffrey_operator.core.ports import GateContext, GateReport, GateVerdict
+from jeffrey_operator.core.ports import GateContext, GateReport, GateVerdict, StateStoreUnavailable
 from jeffrey_operator.runtime import logs
 from operator_fixtures import FAST, Cluster, example, wait_for
 
@@ -160,3 +160,43 @@ def test_rolled_back_says_how_to_retry_and_a_new_value_retries(cluster: Cluster)
     cluster.emu.create(deployment_manifest("unrelated", "jeffrey", replicas=0))  # any other change: no retry
     time.sleep(0.5)
     assert cluster.status()["phase"] == "RolledBack"
+
+
+class FlakyStore:
+    """A state store that is away until told otherwise (the Redis adapter raises the same)."""
+
+    def __init__(self) -> None:
+        self.down = True
+
+    async def publish(self, namespace: str, name: str, status: Any, **_: Any) -> int:
+        if self.down:
+            raise StateStoreUnavailable("Error 111 connecting to redis:6379. Connection refused.")
+        return 1
+
+    async def forget(self, namespace: str, name: str) -> None:
+        return None
+
+
+def test_the_state_store_coming_back_is_a_recovery_line(
+    cluster: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger=logs.DECISIONS.name)
+    store = FlakyStore()
+    cluster.store = store
+    cluster.start_operator()
+    cluster.apply_example()
+    wait_for(
+        lambda: any(
+            c["type"] == "StateStoreAvailable" and c["status"] == "False"
+            for c in cluster.status().get("conditions", [])
+        ),
+        what="StateStoreAvailable=False",
+    )
+    assert not [x for x in decision_lines(caplog) if x["event"] == "recovery"]
+    store.down = False
+    wait_for(
+        lambda: [x for x in decision_lines(caplog) if x["event"] == "recovery"], within=40, what="recovery"
+    )
+    (line,) = [x for x in decision_lines(caplog) if x["event"] == "recovery"]
+    assert (line["namespace"], line["name"], line["reason"]) == ("jeffrey", "jeffrey", "StateStoreSynced")
+    assert {"level", "phase"} <= set(line)
