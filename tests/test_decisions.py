@@ -55,7 +55,7 @@ def unavailable_report(n: int = 10) -> GateReport:
     gates = list(gates_for(spec))[:n]
     cause = (
         "http://prometheus:9090 unreachable: Cannot connect to host prometheus:9090 ssl:default "
-        "[Name or service not known] (circuit open after 8 consecutive failures)"
+        "[Name or service not known] (circuit open: failing fast until a trial succeeds)"
     )
     return evaluate(
         gates,
@@ -304,3 +304,22 @@ def test_each_note_is_one_parsable_line_with_the_fields(fmt: str) -> None:
     assert rollback["gate"] == "bus-rate" and rollback["reason"] == "GateBreach"
     assert float(rollback["value"]) == 5000 and float(rollback["threshold"]) == 1000
     assert [d["event"] for d in docs].count("transition") == len(w.status.transitions) - 1
+
+
+def test_metrics_available_names_the_root_cause_once() -> None:
+    w = World.of({**FULL, "defaultGates": True})
+    w.gates = unavailable_report()
+    for _ in range(3):
+        w.step()
+    found = c.get_condition(w.status.conditions, c.METRICS_AVAILABLE)
+    assert found is not None and found.status.value == "False"
+    assert found.message.count("Name or service not known") == 1 and len(found.message) <= 300
+
+
+def test_gates_that_do_not_apply_now_are_not_called_passing() -> None:
+    w = World.of(FULL)
+    w.run()
+    inactive = GateStatus(name="loops-only", result=GateResult.INACTIVE, message="when=promotion")
+    w.gates = GateReport(gates=(inactive,))
+    w.step()
+    assert cond(w.status, c.GATES_HEALTHY) == ("True", c.NO_GATES)

@@ -775,6 +775,18 @@ def _gate_conditions(
         )
     if not report.gates and report.source_available:
         return conds
+    applicable = [g for g in report.gates if g.result is not GateResult.INACTIVE]
+    if not applicable and report.source_available:
+        # Nothing was asked: MetricsAvailable keeps what the last question found.
+        return c.set_condition(
+            conds,
+            c.GATES_HEALTHY,
+            True,
+            c.NO_GATES,
+            f"no gate applies at this level and phase ({len(report.gates)} configured)",
+            now=now,
+            generation=gen,
+        )
     invalid = [g.name for g in report.gates if g.result == GateResult.INVALID]
     breached = [g.name for g in report.gates if g.result == GateResult.BREACH]
     if invalid:
@@ -792,7 +804,7 @@ def _gate_conditions(
             "gates inconclusive: promotion holds, no rollback",
         )
     else:
-        healthy, reason, message = True, c.GATES_PASSING, f"{len(report.gates)} gates evaluated"
+        healthy, reason, message = True, c.GATES_PASSING, f"{len(applicable)} applicable gates pass"
     status = ConditionStatus.UNKNOWN if healthy is None else healthy
     conds = c.set_condition(conds, c.GATES_HEALTHY, status, reason, message, now=now, generation=gen)
     if report.source_available:
@@ -805,13 +817,14 @@ def _gate_conditions(
             now=now,
             generation=gen,
         )
+    # The root cause (once, whatever the number of gates), then what it means.
+    cause = report.message or "Prometheus unreachable or failing"
     return c.set_condition(
         conds,
         c.METRICS_AVAILABLE,
         False,
         c.PROMETHEUS_UNAVAILABLE,
-        "Prometheus unreachable or failing: gates are inconclusive; promotion holds "
-        "and no rollback is triggered until it answers again",
+        shorten(f"{cause}; gates are inconclusive: promotion holds, no rollback until it answers", 300),
         now=now,
         generation=gen,
     )

@@ -247,9 +247,10 @@ class CircuitBreaker:
             self._trial_in_flight = True
             return True
         assert self._opened_at is not None
-        # The root cause first; no countdown, so that the message stays the same while it is open.
+        # The root cause first; no countdown or count, so the message (hence status) stays the
+        # same for as long as the cause does.
         raise CircuitOpen(
-            f"{self.last_error or 'failing'} (circuit open after {self._failures} consecutive failures)"
+            f"{self.last_error or 'failing'} (circuit open: failing fast until a trial succeeds)"
         )
 
     def succeeded(self, trial: bool) -> None:
