@@ -11,10 +11,13 @@ from typing import Any
 import pytest
 
 from jeffrey_emulator import deployment_manifest
+from jeffrey_operator.adapters.prometheus.client import PrometheusClient, RetryPolicy
+from jeffrey_operator.adapters.prometheus.gates import PrometheusGates
 from jeffrey_operator.core.models import GateResult, GateStatus
 from jeffrey_operator.core.ports import GateContext, GateReport, GateVerdict, StateStoreUnavailable
 from jeffrey_operator.runtime import logs
 from operator_fixtures import FAST, Cluster, example, wait_for
+from prom_fixtures import free_port
 
 
 def condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
@@ -200,3 +203,35 @@ def test_the_state_store_coming_back_is_a_recovery_line(
     (line,) = [x for x in decision_lines(caplog) if x["event"] == "recovery"]
     assert (line["namespace"], line["name"], line["reason"]) == ("jeffrey", "jeffrey", "StateStoreSynced")
     assert {"level", "phase"} <= set(line)
+
+
+def test_an_unreachable_prometheus_is_named_once_with_its_cause(cluster: Cluster) -> None:
+    """The real Prometheus gates against a port nobody listens on: status, condition and Event
+    lead with the connection error, once, whatever the number of gates."""
+    port = free_port()
+    cluster.gates = PrometheusGates(PrometheusClient(retry=RetryPolicy(attempts=1)))
+    cluster.start_operator()
+    url = f"http://127.0.0.1:{port}"
+    cluster.apply_example(
+        defaultGates=True, analysis={"interval": "1s", "prometheus": {"url": url, "timeout": "1s"}}
+    )
+    status = wait_for(
+        lambda: (
+            (s := cluster.status()).get("reason") == "WaitingForGates"
+            and any("circuit open" in g.get("message", "") for g in s.get("gates", []))
+            and s
+        ),
+        within=20,
+        what="holding with the circuit open",
+    )
+    message = status["message"]
+    assert len(message) <= 300
+    assert message.startswith(f"holding CORE: Prometheus at {url} unavailable: {url} unreachable: ")
+    assert message.count("unreachable") == 1  # the cause once, not once per gate
+    metrics_available = condition(status, "MetricsAvailable")
+    assert metrics_available["status"] == "False" and f"{url} unreachable" in metrics_available["message"]
+    held = [g for g in status["gates"] if g["result"] == "Inconclusive"]
+    assert len(held) > 3
+    assert all(f"{url} unreachable" in g["message"] for g in held)  # the detail, per gate
+    event = next(e for e in cluster.events() if e["reason"] == "WaitingForGates")
+    assert len(event["message"].encode()) <= 1024 and event["message"].count(f"{url} unreachable") == 1
