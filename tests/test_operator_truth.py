@@ -235,3 +235,19 @@ def test_an_unreachable_prometheus_is_named_once_with_its_cause(cluster: Cluster
     assert all(f"{url} unreachable" in g["message"] for g in held)  # the detail, per gate
     event = next(e for e in cluster.events() if e["reason"] == "WaitingForGates")
     assert len(event["message"].encode()) <= 1024 and event["message"].count(f"{url} unreachable") == 1
+
+
+def test_a_state_store_condition_from_before_the_store_was_disabled_is_removed(cluster: Cluster) -> None:
+    ji = cluster.apply_example()
+    old = {
+        "type": "StateStoreAvailable",
+        "status": "True",
+        "reason": "StateStoreSynced",
+        "message": "the Redis state store mirrors this status",
+        "lastTransitionTime": "2026-01-01T00:00:00.000Z",
+        "observedGeneration": 1,
+    }
+    cluster.emu.store.set_status("ji", "jeffrey", ji["metadata"]["name"], {"conditions": [old]})
+    cluster.start_operator()  # without --redis-url
+    status = cluster.wait_phase("Stable")
+    assert "StateStoreAvailable" not in {c["type"] for c in status["conditions"]}

@@ -335,6 +335,10 @@ class IntegrationLoop:
         self, status: JeffreyIntegrationStatus, generation: int, now: str
     ) -> JeffreyIntegrationStatus:
         if self.store_ok is None:
+            if isinstance(self.ctx.store, NoStateStore):  # none configured (now): nothing to report
+                kept = [x for x in status.conditions if x.type != c.STATE_STORE_AVAILABLE]
+                if len(kept) != len(status.conditions):
+                    return status.model_copy(update={"conditions": kept})
             return status
         if self.store_ok:
             conds = c.set_condition(
