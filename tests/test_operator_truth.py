@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
+import subprocess
 import time
 from typing import Any
 
@@ -251,3 +254,50 @@ def test_a_state_store_condition_from_before_the_store_was_disabled_is_removed(c
     cluster.start_operator()  # without --redis-url
     status = cluster.wait_phase("Stable")
     assert "StateStoreAvailable" not in {c["type"] for c in status["conditions"]}
+
+
+@pytest.fixture(name="kubectl")
+def kubectl_fixture(cluster: Cluster, tmp_path: Any) -> Any:
+    binary = shutil.which("kubectl")
+    if binary is None:
+        message = "kubectl is not installed"
+        if os.environ.get("JEFFREY_REQUIRE_ALL") == "1":
+            pytest.fail(message + " and JEFFREY_REQUIRE_ALL=1")
+        pytest.skip(message)
+    kubeconfig = cluster.emu.write_kubeconfig(tmp_path / "kubeconfig")
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+
+    def run(command: str) -> str:
+        """A shell command line, as on-call would paste it."""
+        proc = subprocess.run(["bash", "-c", command], env=env, capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    return run
+
+
+def test_the_retry_advice_works_pasted_into_a_shell(cluster: Cluster, kubectl: Any) -> None:
+    """kubectl describe shows the advice in full; pasting it retries; repeating a value does not."""
+    cluster.start_operator()
+    ji = example()
+    cluster.deployments_for(ji, "jeffrey")
+    cluster.emu.deployments.set_behaviour("jeffrey", "awareness-loop", ready=False)
+    cluster.apply_example(create_deployments=False, promotion={**FAST, "readinessTimeout": "1s"})
+    status = cluster.wait_phase("RolledBack")
+    command = status["message"].split("to retry: ", 1)[1].split(" (or: ", 1)[0]
+    assert command.startswith("kubectl annotate ji jeffrey -n jeffrey ")
+    wait_for(lambda: any(e["reason"] == "RolledBack" for e in cluster.events()), what="the RolledBack event")
+    described = kubectl("kubectl describe ji jeffrey -n jeffrey")
+    (event_line,) = [line for line in described.splitlines() if "  RolledBack  " in line]
+    assert command in event_line and event_line.rstrip().endswith("(or: jeffreyctl retry jeffrey)")
+
+    cluster.emu.deployments.set_behaviour("jeffrey", "awareness-loop", ready=True)
+    kubectl(command)  # exactly what the message says
+    status = cluster.wait_phase("Stable")
+    token = status["lastRetryToken"]
+    assert token.isdigit()
+
+    before = cluster.ji()["metadata"]["resourceVersion"]
+    kubectl(f"kubectl annotate ji jeffrey -n jeffrey jeffreyos.io/retry={token} --overwrite")
+    time.sleep(0.3)
+    assert cluster.ji()["metadata"]["resourceVersion"] == before  # no change: nothing to hear of
