@@ -269,7 +269,9 @@ def kubectl_fixture(cluster: Cluster, tmp_path: Any) -> Any:
 
     def run(command: str) -> str:
         """A shell command line, as on-call would paste it."""
-        proc = subprocess.run(["bash", "-c", command], env=env, capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(
+            ["bash", "-c", command], env=env, capture_output=True, text=True, timeout=60, check=False
+        )
         assert proc.returncode == 0, proc.stderr
         return proc.stdout
 
