@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pathlib
 import shutil
 import subprocess
 import time
@@ -258,14 +259,16 @@ def test_a_state_store_condition_from_before_the_store_was_disabled_is_removed(c
 
 @pytest.fixture(name="kubectl")
 def kubectl_fixture(cluster: Cluster, tmp_path: Any) -> Any:
-    binary = shutil.which("kubectl")
+    local = pathlib.Path(__file__).resolve().parent.parent / ".tools" / "bin" / "kubectl"
+    binary = str(local) if os.access(local, os.X_OK) else shutil.which("kubectl")
     if binary is None:
-        message = "kubectl is not installed"
+        message = "kubectl is not installed (.tools/bin/kubectl or PATH)"
         if os.environ.get("JEFFREY_REQUIRE_ALL") == "1":
             pytest.fail(message + " and JEFFREY_REQUIRE_ALL=1")
         pytest.skip(message)
     kubeconfig = cluster.emu.write_kubeconfig(tmp_path / "kubeconfig")
-    env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+    path = f"{pathlib.Path(binary).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig), "PATH": path}
 
     def run(command: str) -> str:
         """A shell command line, as on-call would paste it."""
