@@ -323,3 +323,23 @@ def test_gates_that_do_not_apply_now_are_not_called_passing() -> None:
     w.gates = GateReport(gates=(inactive,))
     w.step()
     assert cond(w.status, c.GATES_HEALTHY) == ("True", c.NO_GATES)
+
+
+def test_the_hold_message_follows_what_holds_not_every_value() -> None:
+    w = World.of(FULL)
+    down = GateStatus(name="bus-rate", result=GateResult.INCONCLUSIVE, message="metrics source unavailable")
+    w.gates = GateReport(
+        verdict=GateVerdict.INCONCLUSIVE, gates=(down,), source_available=False, message="down"
+    )
+    for _ in range(3):
+        w.step()
+    assert w.status.message == "holding CORE: down"
+    pending = GateStatus(name="bus-rate", result=GateResult.PENDING_BREACH, value=1200, message="1200 for 5s")
+    w.gates = GateReport(verdict=GateVerdict.INCONCLUSIVE, gates=(pending,), message="1200 for 5s of 30s")
+    d = w.step()
+    assert w.status.message == "holding CORE: 1200 for 5s of 30s"
+    assert d.events == () and d.notes[-1].kind == "recovery"  # Prometheus is back; still holding
+    moved = pending.model_copy(update={"value": 1300, "message": "1300 for 6s"})
+    w.gates = GateReport(verdict=GateVerdict.INCONCLUSIVE, gates=(moved,), message="1300 for 6s of 30s")
+    w.step()
+    assert w.status.message == "holding CORE: 1200 for 5s of 30s"  # same hold: no write per value

@@ -458,7 +458,9 @@ def _advance(step: _Step) -> None:
             step.deadlines.append(0.0)  # the gate report judged another step: evaluate again
             return
         if gates.verdict is not GateVerdict.PASS:
-            if st.reason != c.WAITING_FOR_GATES:
+            # A new message when what holds changes (not when only its values move: no write
+            # at every evaluation); the Event and the log line only when the hold begins.
+            if st.reason != c.WAITING_FOR_GATES or _holding(st.gates) != _holding(gates.gates):
                 step.move(
                     Phase.VALIDATING,
                     c.WAITING_FOR_GATES,
@@ -497,6 +499,11 @@ def _advance(step: _Step) -> None:
         active=nxt,
         level_started=True,
     )
+
+
+def _holding(gates: tuple[GateStatus, ...] | list[GateStatus]) -> set[tuple[str, GateResult]]:
+    """Which gates hold a validation, and how (what ``status.message`` must be about)."""
+    return {(g.name, g.result) for g in gates if g.result not in (GateResult.PASS, GateResult.INACTIVE)}
 
 
 def _retry_reason(step: _Step) -> tuple[str, str] | None:
