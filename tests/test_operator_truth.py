@@ -92,6 +92,7 @@ def test_a_long_invalid_message_is_cut_at_a_word(cluster: Cluster) -> None:
     cluster.emu.create(ji)
     status = cluster.wait_phase("Invalid")
     assert len(status["message"]) <= 300 and status["message"].endswith("…")
+    assert status["message"].startswith("30 problems: spec.levels[0].modules[0].deployment: ")
     event = wait_for(
         lambda: next((e for e in cluster.events() if e["reason"] == "DeploymentNotFound"), None),
         what="the Invalid event",

@@ -26,7 +26,13 @@ from dataclasses import dataclass, field
 
 from jeffrey_operator.core import conditions as c
 from jeffrey_operator.core.durations import parse_duration
-from jeffrey_operator.core.messages import STATUS_MESSAGE_MAX, retry_hint, shorten, with_hint
+from jeffrey_operator.core.messages import (
+    EVENT_MESSAGE_MAX,
+    STATUS_MESSAGE_MAX,
+    retry_hint,
+    shorten,
+    with_hint,
+)
 from jeffrey_operator.core.models import (
     TRANSITIONS_KEPT,
     Condition,
@@ -326,6 +332,8 @@ def decide_invalid(
 
 def _invalid(step: _Step, problems: list[Problem], *, modules: bool = True) -> Decision:
     message = "; ".join(p.render() for p in problems)
+    if len(problems) > 1:  # status.message is cut at 300 characters: say how many there are
+        message = f"{len(problems)} problems: {message}"
     reason = problems[0].reason
     step.move(Phase.INVALID, reason, message, event_type="Warning")
     if modules:
@@ -548,7 +556,7 @@ def _rollback(
                 time=step.stamp,
                 from_level=top,
                 reason=reason,
-                message=message,
+                message=shorten(message, EVENT_MESSAGE_MAX),
                 gate=breach.name if breach else "",
                 value=breach.value if breach else None,
                 threshold=threshold,
