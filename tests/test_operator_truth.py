@@ -210,9 +210,12 @@ def test_the_state_store_coming_back_is_a_recovery_line(
     assert {"level", "phase"} <= set(line)
 
 
-def test_an_unreachable_prometheus_is_named_once_with_its_cause(cluster: Cluster) -> None:
-    """The real Prometheus gates against a port nobody listens on: status, condition and Event
-    lead with the connection error, once, whatever the number of gates."""
+def test_an_unreachable_prometheus_is_named_once_with_its_cause(
+    cluster: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The real Prometheus gates against a port nobody listens on: status, condition, Event and
+    log line lead with the connection error, once, whatever the number of gates."""
+    caplog.set_level(logging.INFO, logger=logs.DECISIONS.name)
     port = free_port()
     cluster.gates = PrometheusGates(PrometheusClient(retry=RetryPolicy(attempts=1)))
     cluster.start_operator()
@@ -240,6 +243,9 @@ def test_an_unreachable_prometheus_is_named_once_with_its_cause(cluster: Cluster
     assert all(f"{url} unreachable" in g["message"] for g in held)  # the detail, per gate
     event = next(e for e in cluster.events() if e["reason"] == "WaitingForGates")
     assert len(event["message"].encode()) <= 1024 and event["message"].count(f"{url} unreachable") == 1
+    (hold,) = [x for x in decision_lines(caplog) if x["event"] == "hold"]
+    assert (hold["reason"], hold["phase"], hold["active"]) == ("WaitingForGates", "Validating", "CORE")
+    assert hold["message"].count(f"{url} unreachable") == 1
 
 
 def test_a_state_store_condition_from_before_the_store_was_disabled_is_removed(cluster: Cluster) -> None:
