@@ -219,9 +219,11 @@ class _Step:
         event_type: str = "Normal",
         level_started: bool = False,
         note: Note | None = None,
+        quiet: bool = False,
     ) -> None:
         """Change phase (and levels), record a transition, an Event and a log note when anything
-        changed. ``message`` is cut to :data:`STATUS_MESSAGE_MAX` (Events carry it in full)."""
+        changed (``quiet``: no log note, another line already said it). ``message`` is cut to
+        :data:`STATUS_MESSAGE_MAX` (Events carry it in full)."""
         full, message = message, shorten(message, STATUS_MESSAGE_MAX)
         st = self.status
         new_current = st.current_level if current == "keep" else current
@@ -257,17 +259,18 @@ class _Step:
             update["transitions"] = [*st.transitions, transition][-TRANSITIONS_KEPT:]
         if changed or st.reason != reason or phase == Phase.INVALID:
             self.events.append(Event("Warning" if event_type == "Warning" else "Normal", reason, full))
-            self.notes.append(
-                note
-                or Note(
-                    kind=_note_kind(phase, reason),
-                    reason=reason,
-                    message=full,
-                    phase=phase,
-                    level=new_current,
-                    active=new_active,
+            if not quiet:
+                self.notes.append(
+                    note
+                    or Note(
+                        kind=_note_kind(phase, reason),
+                        reason=reason,
+                        message=full,
+                        phase=phase,
+                        level=new_current,
+                        active=new_active,
+                    )
                 )
-            )
         self.status = st.model_copy(update=update)
 
 
@@ -469,10 +472,15 @@ def _advance(step: _Step) -> None:
             # A new message when what holds changes (not when only its values move: no write
             # at every evaluation); the Event and the log line only when the hold begins.
             if st.reason != c.WAITING_FOR_GATES or _holding(st.gates) != _holding(gates.gates):
+                metrics = c.get_condition(st.conditions, c.METRICS_AVAILABLE)
+                outage_logged = not gates.source_available and (
+                    metrics is not None and metrics.status == ConditionStatus.FALSE
+                )
                 step.move(
                     Phase.VALIDATING,
                     c.WAITING_FOR_GATES,
                     f"holding {nxt.value}: {gates.message or 'health gates inconclusive'}",
+                    quiet=outage_logged,  # the outage's own line said it
                 )
             return
         window_start = st.phase_since
@@ -758,9 +766,13 @@ def _note_metrics_change(step: _Step, before: Condition | None, after: Condition
         if any(n.reason == c.WAITING_FOR_GATES for n in step.notes):
             return  # the hold of the climb already says so
         message = step.obs.gates.message or after.message
-        step.notes.append(Note("hold", after.reason, message, st.phase, st.current_level))
+        step.notes.append(
+            Note("hold", after.reason, message, st.phase, st.current_level, active=st.active_level)
+        )
     elif before is not None and before.status == ConditionStatus.FALSE:
-        step.notes.append(Note("recovery", after.reason, after.message, st.phase, st.current_level))
+        step.notes.append(
+            Note("recovery", after.reason, after.message, st.phase, st.current_level, active=st.active_level)
+        )
 
 
 def _gate_conditions(
