@@ -343,3 +343,17 @@ def test_the_hold_message_follows_what_holds_not_every_value() -> None:
     w.gates = GateReport(verdict=GateVerdict.INCONCLUSIVE, gates=(moved,), message="1300 for 6s of 30s")
     w.step()
     assert w.status.message == "holding CORE: 1200 for 5s of 30s"  # same hold: no write per value
+
+
+def test_an_outage_during_validation_is_one_hold_line() -> None:
+    w = World.of(FULL)
+    down = GateStatus(name="bus-rate", result=GateResult.INCONCLUSIVE, message="refused")
+    w.gates = GateReport(
+        verdict=GateVerdict.INCONCLUSIVE, gates=(down,), source_available=False, message="down"
+    )
+    for _ in range(5):
+        w.step()
+        w.advance(10)
+    assert w.status.reason == c.WAITING_FOR_GATES
+    holds = [n for n in notes(w) if n.kind == "hold"]
+    assert [(n.reason, n.message) for n in holds] == [(c.PROMETHEUS_UNAVAILABLE, "down")]
