@@ -317,7 +317,13 @@ def trouble(clock: FakeWallClock) -> Scenario:
     )
     loop = ModuleSim("awareness-loop", slow, clock=clock, wall=clock)
     s.sims = [memory, bus, emotion, loop]
-    s.world = World.of({**LADDER, "defaultGates": True}, namespace=ns, name="jeffrey")
+    smoke = {
+        "name": "core-smoke",
+        "level": "CORE",
+        "when": "validation",
+        "http": {"url": "http://memory:8000/"},
+    }
+    s.world = World.of({**LADDER, "defaultGates": True, "checks": [smoke]}, namespace=ns, name="jeffrey")
     held = GateStatus(name="promotion-cpu", query="q", result=GateResult.INCONCLUSIVE, message="unreachable")
     s.world.gates = GateReport(
         verdict=GateVerdict.INCONCLUSIVE, gates=(held,), source_available=False, message="unreachable"

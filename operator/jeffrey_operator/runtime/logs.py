@@ -4,7 +4,7 @@ The engine says what it decided (:class:`~jeffrey_operator.core.engine.Note`); t
 writes it, on the ``jeffrey_operator.decisions`` logger, with the fields ``event`` (transition,
 rollback, hold, recovery, drift), ``namespace``, ``name``, ``level`` (the current level), ``phase``,
 ``reason`` and, where they apply, ``active`` (the level being promoted/validated/demoted), ``gate``,
-``value``, ``threshold``, ``modules``, ``deployment``, ``found``, ``restored``.
+``value``, ``threshold``, ``modules``, ``check``, ``deployment``, ``found``, ``restored``.
 
 Text (``--log-format text``)::
 
@@ -74,6 +74,7 @@ def log_notes(namespace: str, name: str, notes: Iterable[Note]) -> None:
                 "value": note.value,
                 "threshold": note.threshold,
                 "modules": list(note.modules) or None,
+                "check": note.check,
             },
         )
 
