@@ -22,8 +22,10 @@ from jeffrey_operator.core.models import (
     Level,
     Phase,
 )
-from jeffrey_operator.core.ports import GateMode, GateReport, GateVerdict
+from jeffrey_operator.core.ports import CheckOutcomeKind, GateMode, GateReport, GateVerdict
 from jeffrey_operator.runtime import logs
+from test_checks import job_check, outcome, settle
+from test_checks import spec as checks_spec
 from test_engine import FULL, breach, cond
 
 # ------------------------------------------------------------------------------------ shortening
@@ -357,3 +359,14 @@ def test_an_outage_during_validation_is_one_hold_line() -> None:
     assert w.status.reason == c.WAITING_FOR_GATES
     holds = [n for n in notes(w) if n.kind == "hold"]
     assert [(n.reason, n.message) for n in holds] == [(c.PROMETHEUS_UNAVAILABLE, "down")]
+
+
+def test_a_check_holding_the_climb_says_how_to_retry() -> None:
+    w = World.of(checks_spec(job_check(onFailure="hold")), namespace="prod", name="jeffrey")
+    settle(w)
+    outcome(w, "core-smoke", CheckOutcomeKind.FAILED, "BackoffLimitExceeded: Job has reached the limit")
+    settle(w)
+    assert w.status.reason == c.CHECK_FAILED and len(w.status.message) <= 300
+    assert w.status.message.startswith("holding: check core-smoke failed: ")
+    stalled = c.get_condition(w.status.conditions, c.STALLED)
+    assert stalled is not None and retry_command("prod", "jeffrey") in stalled.message

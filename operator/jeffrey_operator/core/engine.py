@@ -654,9 +654,9 @@ def _held_by_check(step: _Step) -> bool:
     if failed is None:
         return False
     check, cs = failed
-    hold = (
-        f"holding: check {check.name} failed: {cs.message} "
-        "(onFailure=hold; retry with jeffreyos.io/retry or a spec change)"
+    hold = with_hint(
+        f"holding: check {check.name} failed: {cs.message} (onFailure=hold)",
+        retry_hint(step.obs.namespace, step.obs.name),
     )
     if (step.status.reason, step.status.message) != (c.CHECK_FAILED, hold):
         step.move(step.status.phase, c.CHECK_FAILED, hold, event_type="Warning")
