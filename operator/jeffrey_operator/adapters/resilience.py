@@ -244,11 +244,10 @@ class CircuitBreaker:
             return False
         if self.allow():
             return True
-        when = f"next trial in {self.retry_in:.1f}s" if not self._probing else "a trial call is in flight"
-        cause = f"{describe_error(self.last_error)}; " if self.last_error is not None else ""
-        raise CircuitOpen(
-            f"{cause}circuit open after {self._failures} consecutive failures, {when}", self.last_error
-        )
+        # The root cause first; no countdown or count, so the message (hence a status that shows
+        # it) stays the same for as long as the cause does.
+        cause = (str(self.last_error) or type(self.last_error).__name__) if self.last_error else "failing"
+        raise CircuitOpen(f"{cause} (circuit open: failing fast until a trial succeeds)", self.last_error)
 
     def record_success(self) -> None:
         self._open = False

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, start_http_server
 from prometheus_client.metrics import MetricWrapperBase
 
+from jeffrey_operator.core.conditions import ROLLBACK_REASONS
 from jeffrey_operator.core.models import (
     CheckResult,
     CheckStatus,
@@ -43,6 +44,10 @@ _INTEGRATION = ("namespace", "name")
 
 #: The results a check run is counted under (each created at 0 for every check).
 CHECK_RUN_RESULTS = (CheckResult.PASS, CheckResult.FAIL, CheckResult.INCONCLUSIVE, CheckResult.INVALID)
+#: The gate results counted by ``jeffrey_gate_evaluations_total`` (inactive gates are not).
+COUNTED_RESULTS = tuple(r for r in GateResult if r is not GateResult.INACTIVE)
+#: The ``reason`` label values of ``jeffrey_prometheus_errors_total``.
+PROMETHEUS_ERROR_REASONS = ("unreachable", "timeout", "server_error", "circuit_open", "bad_query")
 
 
 def level_index(level: Level | None) -> int:
@@ -156,6 +161,24 @@ class OperatorTelemetry:
         self._lock = threading.Lock()
         #: (namespace, name) -> every (metric, label values) written for that integration.
         self._owned: dict[tuple[str, str], set[tuple[MetricWrapperBase, tuple[str, ...]]]] = {}
+        self.born_at_zero_process()
+
+    # --------------------------------------------------------------------------- born at 0
+    def born_at_zero(self, namespace: str, name: str, gates: Iterable[str] = ()) -> None:
+        """Create, at 0, the label children that alerts and dashboards count with ``increase()``:
+        a counter first exported at 1 is invisible to ``increase()``, so the first rollback of an
+        integration (and the first after a restart) would go unnoticed. Called whenever an
+        integration is observed (idempotent: existing children keep their values)."""
+        for reason in ROLLBACK_REASONS:
+            self._child(self.rollbacks, namespace, name, reason)
+        for gate in gates:
+            for result in COUNTED_RESULTS:
+                self._child(self.gate_evaluations, namespace, name, gate, result.value)
+
+    def born_at_zero_process(self) -> None:
+        """The process-wide children (no integration label), at 0 from start-up."""
+        for reason in PROMETHEUS_ERROR_REASONS:
+            self.prometheus_errors.labels(reason)
 
     # ------------------------------------------------------------------------------ helpers
     def _child(self, metric: MetricWrapperBase, namespace: str, name: str, *rest: str) -> Any:
@@ -235,6 +258,7 @@ class OperatorTelemetry:
     ) -> None:
         """One reconcile: the status it ended with, what changed since ``old``, how long it took."""
         new = decision.status
+        self.born_at_zero(namespace, name, (g.name for g in (*old.gates, *new.gates)))
         self.observe_status(namespace, name, new)
         for transition in new.transitions:
             if transition.seq > old.transition_seq:

@@ -103,5 +103,6 @@ def observe(
         gates=gates or GateReport(),
         retry_token=str(annotations.get(RETRY_ANNOTATION, "") or ""),
         name=str(meta.get("name", "")),
+        namespace=namespace,
         checks=dict(checks or {}),
     )

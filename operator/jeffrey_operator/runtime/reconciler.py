@@ -26,6 +26,7 @@ from jeffrey_operator.adapters.resilience import Backoff
 from jeffrey_operator.core import conditions as c
 from jeffrey_operator.core.durations import parse_duration
 from jeffrey_operator.core.engine import Decision, decide, decide_invalid, gate_mode
+from jeffrey_operator.core.messages import drift_message
 from jeffrey_operator.core.models import (
     INTEGRATION_LABEL,
     RETRY_ANNOTATION,
@@ -55,6 +56,7 @@ from jeffrey_operator.core.ports import (
 )
 from jeffrey_operator.core.timestamps import format_time, parse_time
 from jeffrey_operator.core.validation import parse_spec
+from jeffrey_operator.runtime import logs
 from jeffrey_operator.runtime.checks import CheckRuns, owned_jobs
 from jeffrey_operator.runtime.routing import Deployments, Integrations, Key, Seen, seen_of
 from jeffrey_operator.runtime.workqueue import WorkQueue
@@ -213,6 +215,9 @@ class IntegrationLoop:
     #: The Deployments the spec listed at the last reconcile (to release those it drops); None
     #: before the first one, when those labelled for this integration stand in for it.
     listed: set[str] | None = None
+    #: Deployment → its generation right after this loop last scaled it (None: that scaling
+    #: failed). An observation older than that lags behind us; a newer one was changed by someone.
+    scaled: dict[str, int | None] = field(default_factory=dict)
     #: ``metadata.uid`` of the object (check Jobs carry it in their owner reference).
     uid: str = ""
     #: The runs of this integration's level checks (:mod:`jeffrey_operator.runtime.checks`).
@@ -284,6 +289,7 @@ class IntegrationLoop:
         now = self.ctx.clock.now()
         parsed = parse_spec(body.get("spec") or {})
         wait: float | None = None
+        seen: Mapping[str, DeploymentObservation] = {}
         # ---- observe
         if isinstance(parsed, list):
             spec = None
@@ -291,6 +297,7 @@ class IntegrationLoop:
         else:
             spec = parsed
             deployments, recheck = await self.observe_deployments(spec)
+            seen = deployments
             report = GateReport()
             mode, level = gate_mode(old)
             if mode is not GateMode.NONE and not spec.paused:
@@ -325,7 +332,8 @@ class IntegrationLoop:
 
         # ---- act
         new = decision.status
-        if spec is not None and not await self.act(decision, body, spec):
+        logs.log_notes(self.namespace, self.name, decision.notes)
+        if spec is not None and not await self.act(decision, body, spec, seen):
             wait = _min(wait, self.scale_backoff.next())
         new = self.store_condition(new, generation, format_time(now))
         await self.write_status(body, old, new)
@@ -349,16 +357,29 @@ class IntegrationLoop:
         self.ctx.telemetry.observe(self.namespace, self.name, decision, old, time.perf_counter() - started)
         return _min(wait, decision.requeue_after)
 
-    async def act(self, decision: Decision, body: Mapping[str, Any], spec: JeffreyIntegrationSpec) -> bool:
-        """Scale (labelling in the same write), label the rest once Stable, release what the spec
-        no longer lists. False when a scaling failed (the caller retries with backoff)."""
+    async def act(
+        self,
+        decision: Decision,
+        body: Mapping[str, Any],
+        spec: JeffreyIntegrationSpec,
+        seen: Mapping[str, DeploymentObservation],
+    ) -> bool:
+        """Scale (labelling in the same write; a correction of someone else's change is said),
+        label the rest once Stable, release what the spec no longer lists. False when a scaling
+        failed (the caller retries with backoff)."""
         ok = True
         scaled: set[str] = set()
         for action in decision.actions:
+            observed = seen.get(action.deployment)
+            if action.correction and observed is not None and self._drifted(action.deployment, observed):
+                self.report_drift(body, decision, action.deployment, action.found, action.replicas)
             try:
-                await self.write_deployment(action.deployment, replicas=action.replicas)
+                self.scaled[action.deployment] = await self.write_deployment(
+                    action.deployment, replicas=action.replicas
+                )
                 scaled.add(action.deployment)
             except KubeError as exc:
+                self.scaled[action.deployment] = None
                 ok = False
                 log.warning(
                     "scaling %s/%s to %d failed: %s", self.namespace, action.deployment, action.replicas, exc
@@ -388,9 +409,35 @@ class IntegrationLoop:
         self.listed = listed
         return ok
 
-    async def write_deployment(self, deployment: str, *, replicas: int | None) -> None:
+    def _drifted(self, deployment: str, observed: DeploymentObservation) -> bool:
+        if deployment not in self.scaled:
+            return True  # not scaled by this process: the status is all we know
+        ours = self.scaled[deployment]
+        return ours is not None and observed.generation > ours
+
+    def report_drift(
+        self, body: Mapping[str, Any], decision: Decision, deployment: str, found: int, restored: int
+    ) -> None:
+        """A Warning Event on the JeffreyIntegration and a log line: the correction is not silent."""
+        message = drift_message(deployment, found, restored)
+        self.emit(body, Event("Warning", c.REPLICAS_RESTORED, message))
+        st = decision.status
+        logs.log_drift(
+            self.namespace,
+            self.name,
+            deployment=deployment,
+            found=found,
+            restored=restored,
+            level=st.current_level,
+            phase=st.phase,
+            reason=c.REPLICAS_RESTORED,
+            message=message,
+        )
+
+    async def write_deployment(self, deployment: str, *, replicas: int | None) -> int:
         """Scale one Deployment, putting this integration's label on it in the same write when
-        it does not carry it yet; the answer updates the cache (no stale re-scale meanwhile)."""
+        it does not carry it yet; the answer updates the cache (no stale re-scale meanwhile).
+        Returns the Deployment's generation after the write."""
         seen = self.ctx.deployments.get(self.namespace, deployment)
         labels = None if seen is not None and seen.owner == self.name else {INTEGRATION_LABEL: self.name}
         if replicas is None:
@@ -398,7 +445,7 @@ class IntegrationLoop:
             body = await self.ctx.kube.label_deployment(self.namespace, deployment, labels)
         else:
             body = await self.ctx.kube.scale(self.namespace, deployment, replicas, labels=labels)
-        self.remember(body, watched=True)
+        return self.remember(body, watched=True).observation.generation
 
     async def label_unlabelled(self, deployments: set[str]) -> None:
         for deployment in sorted(deployments):
@@ -423,6 +470,10 @@ class IntegrationLoop:
         self, status: JeffreyIntegrationStatus, generation: int, now: str
     ) -> JeffreyIntegrationStatus:
         if self.store_ok is None:
+            if isinstance(self.ctx.store, NoStateStore):  # none configured (now): nothing to report
+                kept = [x for x in status.conditions if x.type != c.STATE_STORE_AVAILABLE]
+                if len(kept) != len(status.conditions):
+                    return status.model_copy(update={"conditions": kept})
             return status
         if self.store_ok:
             conds = c.set_condition(
@@ -494,6 +545,15 @@ class IntegrationLoop:
                 log.warning("state store unavailable for %s/%s: %s", self.namespace, self.name, exc)
             self._store_failed()
             return
+        if self.store_ok is False:
+            logs.log_recovery(
+                self.namespace,
+                self.name,
+                level=self.status.current_level,
+                phase=self.status.phase,
+                reason=c.STATE_STORE_SYNCED,
+                message="the Redis state store answers again; status and history are mirrored",
+            )
         self.store_ok = True
         self.store_dirty = False
         self.store_backoff.reset()
