@@ -110,6 +110,8 @@ def test_every_documented_metric_exists_and_moves(cluster: Cluster, redis_server
             lambda: (
                 (s := scrape(port)).get("jeffrey_prometheus_errors_total", 0) > 0
                 and s.get("jeffrey_state_store_up") == 1
+                # metrics follow the status write by a moment (the reconcile records them last)
+                and s.get("jeffrey_rollbacks_total", 0) >= 1
                 and s
             ),
             30,
