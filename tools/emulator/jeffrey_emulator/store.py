@@ -164,7 +164,7 @@ class ObjectStore:
         objects: ObjectsArray | None = None,
         history_size: int = 1000,
         max_object_versions: int = 50,
-        auto_namespaces: bool = True,
+        auto_namespaces: bool = False,
         namespaces: Iterable[str] = ("default",),
         prune_unknown_fields: bool = True,
         garbage_collection: bool = True,
@@ -481,7 +481,17 @@ class ObjectStore:
             raise errors.bad_request("metadata.finalizers: expected a list of strings")
         return problems
 
+    def ensure_namespace(self, namespace: str) -> Body:
+        """The Namespace object, created first if absent (``kubectl create namespace``, idempotent)."""
+        with self._lock:
+            current = self._live[NAMESPACES.storage_key].get((None, namespace))
+            if current is None:
+                return self.create(NAMESPACES, {"metadata": {"name": namespace}})
+            return self._convert(current, NAMESPACES)
+
     def _ensure_namespace(self, namespace: str) -> None:
+        """Writes into a namespace need the Namespace: 404 ``namespaces "x" not found`` as on a
+        real server (or, with ``auto_namespaces=True``, create it, as older emulators did)."""
         current = self._live[NAMESPACES.storage_key].get((None, namespace))
         if current is None:
             if not self.auto_namespaces:
