@@ -36,12 +36,12 @@ from kmock import KubernetesEmulator, RawHandler, Request
 from kmock import action as kmock_action
 from kmock import resource as kmock_resource
 
-from . import errors
+from . import errors, openapi
 from .errors import ApiError
 from .patches import JSON_PATCH, MERGE_PATCH, STRATEGIC_MERGE_PATCH
 from .resources import ALL_VERBS, SUBRESOURCE_VERBS, ResourceType
 from .selectors import FieldSelector, Matcher, make_matcher, parse_field_selector, parse_label_selector
-from .store import ObjectStore, Waiter, WatchEvent
+from .store import FieldValidation, ObjectStore, Waiter, WatchEvent
 
 __all__ = ["ApiServer", "EmulatorHandler", "RequestLog", "RequestRecord", "Route", "parse_path"]
 
@@ -68,7 +68,8 @@ SERVER_VERSION = {
 class Route:
     """What a URL path addresses."""
 
-    kind: str  # "root", "version", "health", "api", "apis", "group", "resources", "object", "unknown"
+    #: "root", "version", "health", "openapi", "api", "apis", "group", "resources", "object", "unknown"
+    kind: str
     group: str | None = None
     version: str | None = None
     plural: str | None = None
@@ -90,6 +91,11 @@ def parse_path(path: str) -> Route:
         return Route("version")
     if parts[0] in ("healthz", "livez", "readyz"):
         return Route("health")
+    if parts[0] == "openapi":
+        # /openapi/v2, /openapi/v3, /openapi/v3/api/v1, /openapi/v3/apis/{group}/{version}
+        return Route(
+            "openapi", version=parts[1] if len(parts) > 1 else None, name="/".join(parts[2:]) or None
+        )
     if parts[0] == "api":
         if len(parts) == 1:
             return Route("api")
@@ -291,8 +297,24 @@ class RequestLog(Sequence[RequestRecord]):
 # ---------------------------------------------------------------------------------- the API
 
 
-def _json(data: Any, status: int = 200) -> aiohttp.web.Response:
-    return aiohttp.web.json_response(data, status=status)
+def _json(data: Any, status: int = 200, warnings: Sequence[str] = ()) -> aiohttp.web.Response:
+    response = aiohttp.web.json_response(data, status=status)
+    for warning in warnings:  # as the API server sends them: one header each, code 299
+        response.headers.add("Warning", f"299 - {json.dumps(warning)}")
+    return response
+
+
+_FIELD_VALIDATIONS: dict[str, FieldValidation] = {"Strict": "Strict", "Warn": "Warn", "Ignore": "Ignore"}
+
+
+def _field_validation(query: Mapping[str, str]) -> FieldValidation:
+    """The ``fieldValidation`` of a write; ``Warn`` when absent, as on the API server."""
+    value = query.get("fieldValidation") or "Warn"
+    if value not in _FIELD_VALIDATIONS:
+        raise errors.bad_request(
+            f'fieldValidation: Unsupported value: "{value}": supported values: "Ignore", "Warn", "Strict"'
+        )
+    return _FIELD_VALIDATIONS[value]
 
 
 def _encode_continue(namespace: str | None, name: str, rv: int) -> str:
@@ -344,6 +366,9 @@ class ApiServer:
         self.address = "127.0.0.1:0"
         self._closing = False
         self._watch_waiters: set[Waiter] = set()
+        self._openapi_cache: (
+            tuple[tuple[int, ...], list[ResourceType], dict[str, dict[str, Any]], dict[str, Any]] | None
+        ) = None
 
     def close(self) -> None:
         """End all watch streams (used at shutdown)."""
@@ -441,8 +466,62 @@ class ApiServer:
             "resources": resources,
         }
 
+    def _openapi_documents(self) -> dict[str, dict[str, Any]]:
+        """The OpenAPI v3 documents by group-version path, cached until the served types change."""
+        types = self.store.resource_types
+        key = tuple(id(rt) for rt in types)
+        if self._openapi_cache is None or self._openapi_cache[0] != key:
+            by_path: dict[str, list[ResourceType]] = {}
+            for rt in types:
+                by_path.setdefault(openapi.v3_path(rt), []).append(rt)
+            documents = {
+                path: openapi.v3_document(rts, SERVER_VERSION["gitVersion"]) for path, rts in by_path.items()
+            }
+            # The types are kept with the key, so that their ids cannot be reused meanwhile.
+            self._openapi_cache = (
+                key,
+                types,
+                documents,
+                openapi.v2_document(types, SERVER_VERSION["gitVersion"]),
+            )
+        return self._openapi_cache[2]
+
+    def _openapi(self, raw: aiohttp.web.BaseRequest, route: Route) -> aiohttp.web.Response:
+        accept = raw.headers.get("Accept", "")
+        if accept and not any(
+            t.split(";")[0].strip() in ("application/json", "*/*", "application/*") for t in accept.split(",")
+        ):
+            raise ApiError(
+                406, "NotAcceptable", "only the following media types are accepted: application/json"
+            )
+        documents = self._openapi_documents()
+        assert self._openapi_cache is not None
+        if route.version == "v2" and route.name is None:
+            return _json(self._openapi_cache[3])
+        if route.version == "v3" and route.name is None:
+            return _json(openapi.v3_discovery(documents))
+        if route.version == "v3" and route.name in documents:
+            document = documents[route.name]
+            headers = {"Etag": f'"{openapi.document_hash(document)}"'}
+            if raw.query.get("hash") == openapi.document_hash(document):
+                headers["Cache-Control"] = "public, immutable"
+            else:
+                headers["Cache-Control"] = "no-cache, private"
+            return aiohttp.web.json_response(document, headers=headers)
+        raise errors.endpoint_not_found()
+
     def root_paths(self) -> dict[str, Any]:
-        paths = {"/api", "/api/v1", "/apis", "/version", "/healthz", "/livez", "/readyz"}
+        paths = {
+            "/api",
+            "/api/v1",
+            "/apis",
+            "/version",
+            "/healthz",
+            "/livez",
+            "/readyz",
+            "/openapi/v2",
+            "/openapi/v3",
+        }
         for group, versions in self._group_versions().items():
             if group:
                 paths.add(f"/apis/{group}")
@@ -453,7 +532,7 @@ class ApiServer:
 
     @staticmethod
     def classify(method: str, route: Route, query: Mapping[str, str]) -> str:
-        if route.kind in ("api", "apis", "group", "resources", "root", "version"):
+        if route.kind in ("api", "apis", "group", "resources", "root", "version", "openapi"):
             return "discovery" if method == "GET" else "other"
         if route.kind != "object":
             return "other"
@@ -487,6 +566,10 @@ class ApiServer:
             return aiohttp.web.Response(text="ok")
         if route.kind == "root":
             return _json(self.root_paths())
+        if route.kind == "openapi":
+            if raw.method != "GET":
+                raise errors.method_not_allowed()
+            return self._openapi(raw, route)
         if route.kind in ("api", "apis", "group", "resources"):
             if raw.method != "GET":
                 raise errors.method_not_allowed()
@@ -524,34 +607,50 @@ class ApiServer:
             return _json(self._list(rt, ns, query))
         if verb == "watch":
             return await self._watch(raw, record, rt, namespace=ns, name=route.name, query=query)
+        field_validation = _field_validation(query)
+        warnings: list[str] = []
         if verb == "create":
             obj = self._parse_body(body, raw.content_type)
             if not isinstance(obj, dict):
                 raise errors.bad_request("the body of the request must be a JSON object")
-            return _json(self.store.create(rt, obj, ns, dry_run=dry_run), status=201)
+            created = self.store.create(
+                rt, obj, ns, dry_run=dry_run, field_validation=field_validation, warnings=warnings
+            )
+            return _json(created, status=201, warnings=warnings)
         if verb == "update":
             obj = self._parse_body(body, raw.content_type)
             if route.subresource == "scale":
                 return _json(self.store.update_scale(rt, ns, name, obj, dry_run=dry_run))
             if not isinstance(obj, dict):
                 raise errors.bad_request("the body of the request must be a JSON object")
-            return _json(self.store.update(rt, obj, ns, name, subresource=route.subresource, dry_run=dry_run))
+            updated = self.store.update(
+                rt,
+                obj,
+                ns,
+                name,
+                subresource=route.subresource,
+                dry_run=dry_run,
+                field_validation=field_validation,
+                warnings=warnings,
+            )
+            return _json(updated, warnings=warnings)
         if verb == "patch":
             content_type = raw.content_type
             if content_type not in (JSON_PATCH, MERGE_PATCH, STRATEGIC_MERGE_PATCH):
                 raise errors.unsupported_media_type(content_type)
             patch = self._parse_json(body)
-            return _json(
-                self.store.patch(
-                    rt,
-                    ns,
-                    name,
-                    patch,
-                    patch_type=content_type,
-                    subresource=route.subresource,
-                    dry_run=dry_run,
-                )
+            patched = self.store.patch(
+                rt,
+                ns,
+                name,
+                patch,
+                patch_type=content_type,
+                subresource=route.subresource,
+                dry_run=dry_run,
+                field_validation=field_validation,
+                warnings=warnings,
             )
+            return _json(patched, warnings=warnings)
         if verb == "delete":
             options = self._parse_json(body) if body.strip() else {}
             options = options if isinstance(options, dict) else {}

@@ -28,7 +28,7 @@ from typing import Any
 
 from .errors import FieldError
 
-__all__ = ["apply_defaults", "prune", "validate"]
+__all__ = ["apply_defaults", "prune", "unknown_fields", "validate"]
 
 Schema = Mapping[str, Any]
 
@@ -377,3 +377,92 @@ def _validate(value: Any, schema: Schema, path: str, errors: list[FieldError], *
         )
 
     _validate_cel(value, schema, path, errors)
+
+
+# -------------------------------------------------------------------------------- unknown fields
+
+
+def _resolve(schema: Schema, definitions: Mapping[str, Schema]) -> Schema:
+    """Follow a ``$ref`` (v2 ``#/definitions/`` or v3 ``#/components/schemas/``) and ``allOf: [ref]``."""
+    seen = 0
+    while seen < 32:
+        seen += 1
+        ref = schema.get("$ref")
+        if not isinstance(ref, str):
+            all_of = schema.get("allOf")
+            if isinstance(all_of, list) and len(all_of) == 1 and isinstance(all_of[0], Mapping):
+                ref = all_of[0].get("$ref")
+            if not isinstance(ref, str):
+                return schema
+        target = definitions.get(ref.rsplit("/", 1)[-1])
+        if target is None:
+            return {}
+        schema = target
+    return schema
+
+
+def unknown_fields(
+    value: Any,
+    schema: Schema | None,
+    *,
+    definitions: Mapping[str, Schema] | None = None,
+    metadata: Schema | None = None,
+    path: str = "",
+) -> list[str]:
+    """The fields of ``value`` the schema does not declare, as the API server names them in
+    ``strict decoding error: unknown field "spec.targetLvel"`` (``spec.levels[0].modulez``).
+
+    Works for structural schemas of custom resources (honouring
+    ``x-kubernetes-preserve-unknown-fields``, ``additionalProperties`` and embedded resources)
+    and for built-in definitions with ``$ref``s (``definitions``). ``metadata``: the schema the
+    root's ``metadata`` is checked against (ObjectMeta), since a CRD's schema leaves it open.
+    """
+    if schema is None:
+        return []
+    defs = definitions or {}
+    found: list[str] = []
+    _unknown(value, schema, defs, metadata, path, found, root=True)
+    return found
+
+
+def _unknown(  # noqa: PLR0917 -- one recursive walk, its state passed along
+    value: Any,
+    schema: Schema,
+    defs: Mapping[str, Schema],
+    metadata: Schema | None,
+    path: str,
+    found: list[str],
+    *,
+    root: bool = False,
+) -> None:
+    schema = _resolve(schema, defs)
+    if _preserves(schema):
+        return
+    if isinstance(value, dict):
+        properties: Mapping[str, Any] = schema.get("properties") or {}
+        additional = schema.get("additionalProperties")
+        embedded = bool(schema.get("x-kubernetes-embedded-resource"))
+        if not properties and additional is None and schema.get("type") != "object":
+            return  # an untyped value (RawExtension, JSON): anything goes
+        for key, item in value.items():
+            child = _child(path, key)
+            if (root or embedded) and key in ("apiVersion", "kind"):
+                continue
+            if (root or embedded) and key == "metadata":
+                target = metadata if metadata is not None else properties.get("metadata")
+                if isinstance(target, Mapping):
+                    _unknown(item, target, defs, None, child, found)
+                continue
+            if key in properties:
+                _unknown(item, properties[key], defs, None, child, found)
+            elif isinstance(additional, Mapping):
+                _unknown(item, additional, defs, None, child, found)
+            elif additional is True:
+                continue
+            else:
+                found.append(child)
+    elif isinstance(value, list):
+        items = schema.get("items")
+        if isinstance(items, Mapping):
+            for index, item in enumerate(value):
+                _unknown(item, items, defs, None, f"{path}[{index}]", found)

@@ -27,12 +27,12 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from kmock import ObjectsArray
 from kmock import resource as kmock_resource
 
-from . import errors, patches, schema
+from . import errors, openapi, patches, schema
 from .errors import ApiError, FieldError
 from .resources import (
     BUILTIN_RESOURCES,
@@ -57,6 +57,8 @@ from .selectors import (
 __all__ = ["ObjectStore", "ResourceRef", "WatchEvent", "now_rfc3339"]
 
 ResourceRef = ResourceType | str
+#: ``fieldValidation`` of a write: what to do with fields the schema does not declare.
+FieldValidation = Literal["Strict", "Warn", "Ignore"]
 GroupResource = tuple[str, str]
 Body = dict[str, Any]
 
@@ -635,6 +637,42 @@ class ObjectStore:
         skip = {"metadata", "apiVersion", "kind"} | ({"status"} if rt.status_subresource else set())
         return {k: v for k, v in obj.items() if k not in skip}
 
+    def _check_fields(
+        self,
+        rt: ResourceType,
+        body: Mapping[str, Any],
+        field_validation: FieldValidation,
+        warnings: builtins.list[str] | None,
+        *,
+        patch: bool,
+    ) -> None:
+        """``fieldValidation``: unknown fields refused (Strict, 400 as the API server's strict
+        decoder), reported (Warn: one ``Warning`` each) or silently dropped (Ignore)."""
+        if field_validation == "Ignore":
+            return
+        unknown = self.unknown_fields(rt, body)
+        if not unknown:
+            return
+        texts = [f'unknown field "{field}"' for field in unknown]
+        if field_validation == "Strict":
+            message = "strict decoding error: " + ", ".join(texts)
+            if not patch:
+                message = f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: {message}'
+            raise errors.bad_request(message)
+        if warnings is not None:
+            warnings.extend(texts)
+
+    def unknown_fields(self, rt: ResourceType, body: Mapping[str, Any]) -> builtins.list[str]:
+        """The fields of ``body`` the schema of ``rt`` does not declare (``spec.targetLvel``)."""
+        definitions = openapi.builtin_definitions()
+        metadata = definitions[openapi.OBJECT_META]
+        if rt.custom:
+            return schema.unknown_fields(body, rt.schema, definitions=definitions, metadata=metadata)
+        builtin = definitions.get(openapi.definition_name(rt))
+        if builtin is None:
+            return []
+        return schema.unknown_fields(body, builtin, definitions=definitions, metadata=metadata)
+
     def _check_type(self, rt: ResourceType, body: Mapping[str, Any]) -> None:
         api_version = body.get("apiVersion")
         kind = body.get("kind")
@@ -658,6 +696,8 @@ class ObjectStore:
         *,
         dry_run: bool = False,
         validate: bool = True,
+        field_validation: FieldValidation = "Ignore",
+        warnings: builtins.list[str] | None = None,
     ) -> Body:
         """Create an object (201 semantics); returns the stored object (a copy).
 
@@ -674,6 +714,7 @@ class ObjectStore:
             raise errors.bad_request("the body of the request must be a JSON object")
         with self._lock:
             self._check_type(rt, body)
+            self._check_fields(rt, body, field_validation, warnings, patch=False)
             obj: Body = copy.deepcopy(dict(body))
             meta = obj.get("metadata")
             if meta is None:
@@ -761,6 +802,8 @@ class ObjectStore:
         subresource: str | None = None,
         dry_run: bool = False,
         validate: bool = True,
+        field_validation: FieldValidation = "Ignore",
+        warnings: builtins.list[str] | None = None,
     ) -> Body:
         """Replace an object (PUT semantics; ``subresource="status"`` writes only the status)."""
         rt = self.resolve(ref)
@@ -777,6 +820,7 @@ class ObjectStore:
                 raise errors.not_found(rt, name)
             self._check_type(rt, body)
             _check_identity(rt, meta, current, namespace, name, name_required=False)
+            self._check_fields(rt, body, field_validation, warnings, patch=False)
             return self._write(
                 rt, current, copy.deepcopy(dict(body)), subresource, dry_run=dry_run, validate=validate
             )
@@ -792,6 +836,8 @@ class ObjectStore:
         subresource: str | None = None,
         dry_run: bool = False,
         validate: bool = True,
+        field_validation: FieldValidation = "Ignore",
+        warnings: builtins.list[str] | None = None,
     ) -> Body:
         """Patch an object. ``patch_type``: ``merge``, ``json``, ``strategic`` or a content type."""
         rt = self.resolve(ref)
@@ -811,6 +857,7 @@ class ObjectStore:
             if not isinstance(patched, dict):
                 raise errors.bad_request("the patched object must be a JSON object")
             _check_identity(rt, _meta(patched), current, namespace, name, name_required=True)
+            self._check_fields(rt, patched, field_validation, warnings, patch=True)
             return self._write(rt, current, patched, subresource, dry_run=dry_run, validate=validate)
 
     def _apply_patch(self, rt: ResourceType, base: Body, patch: Any, kind: str) -> Any:
