@@ -36,7 +36,7 @@ from kmock import KubernetesEmulator, RawHandler, Request
 from kmock import action as kmock_action
 from kmock import resource as kmock_resource
 
-from . import errors, openapi
+from . import errors, openapi, tables
 from .errors import ApiError
 from .patches import JSON_PATCH, MERGE_PATCH, STRATEGIC_MERGE_PATCH
 from .resources import ALL_VERBS, SUBRESOURCE_VERBS, ResourceType
@@ -599,12 +599,29 @@ class ApiServer:
         name = route.name or ""
         ns = route.namespace if rt.namespaced else None
 
+        as_table = tables.wants_table(raw.headers.get("Accept"))
         if verb == "get":
             if route.subresource == "scale":
                 return _json(self.store.get_scale(rt, ns, name))
-            return _json(self.store.get(rt, ns, name))
+            obj = self.store.get(rt, ns, name)
+            if as_table:
+                meta = {"resourceVersion": obj["metadata"].get("resourceVersion", "")}
+                return _json(
+                    tables.table(rt, [obj], metadata=meta, include_object=query.get("includeObject"))
+                )
+            return _json(obj)
         if verb == "list":
-            return _json(self._list(rt, ns, query))
+            listed = self._list(rt, ns, query)
+            if as_table:
+                return _json(
+                    tables.table(
+                        rt,
+                        listed["items"],
+                        metadata=listed["metadata"],
+                        include_object=query.get("includeObject"),
+                    )
+                )
+            return _json(listed)
         if verb == "watch":
             return await self._watch(raw, record, rt, namespace=ns, name=route.name, query=query)
         field_validation = _field_validation(query)
@@ -751,6 +768,7 @@ class ApiServer:
     ) -> aiohttp.web.StreamResponse:
         labels = parse_label_selector(query.get("labelSelector"))
         fields = parse_field_selector(query.get("fieldSelector"), rt.field_labels)
+        as_table = tables.wants_table(raw.headers.get("Accept"))
         if name is not None:
             fields = FieldSelector((*fields.terms, ("metadata.name", "=", name)))
         matcher = make_matcher(namespace, labels, fields)
@@ -779,7 +797,22 @@ class ApiServer:
             await response.prepare(raw)
             record.status = response.status
 
+            headers_sent = False
+
             async def send(event_type: str, obj: Mapping[str, Any]) -> None:
+                nonlocal headers_sent
+                if as_table:  # each event carries a one-row Table; the columns come with the first only
+                    rows = [] if event_type in ("BOOKMARK", "ERROR") else [obj]
+                    meta = {"resourceVersion": (obj.get("metadata") or {}).get("resourceVersion", "")}
+                    if event_type != "ERROR":
+                        obj = tables.table(
+                            rt,
+                            rows,
+                            metadata=meta,
+                            include_object=query.get("includeObject"),
+                            headers=not headers_sent,
+                        )
+                        headers_sent = True
                 line = json.dumps({"type": event_type, "object": obj}, separators=(",", ":"))
                 await response.write(line.encode("utf-8") + b"\n")
 
