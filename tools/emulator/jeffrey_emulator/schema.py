@@ -12,9 +12,11 @@ A subset of what kube-apiserver does with a CRD's ``openAPIV3Schema``, in the sa
   ``multipleOf``, ``minItems``/``maxItems``, ``uniqueItems``, ``minProperties``/``maxProperties``,
   ``x-kubernetes-list-type: set|map``, ``allOf``/``anyOf``/``oneOf``/``not``.
 
-Not implemented: ``format`` checks, validation ratcheting, and CEL ``x-kubernetes-validations`` —
-except one recognised idiom, uniqueness of list items by a field:
-``self.all(x, self.exists_one(y, y.name == x.name))``. Other CEL rules are ignored.
+* CEL ``x-kubernetes-validations`` with a real CEL implementation (see :mod:`.cel`), with
+  ``oldSelf`` bound on updates (transition rules).
+
+Not implemented: ``format`` checks and validation ratcheting (an update that leaves an invalid
+value unchanged is refused, where a 1.31 server may let it through).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
+from . import cel
 from .errors import FieldError
 
 __all__ = ["apply_defaults", "prune", "unknown_fields", "validate"]
@@ -152,59 +155,48 @@ def _compile(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern)
 
 
-_UNIQUE_BY_FIELD = re.compile(
-    r"^\s*self\.all\(\s*(\w+)\s*,\s*self\.exists_one\(\s*(\w+)\s*,\s*(\w+)\.(\w+)\s*==\s*(\w+)\.(\w+)\s*\)\s*\)\s*$"
-)
-_UNIQUE_ITEMS = re.compile(
-    r"^\s*self\.all\(\s*(\w+)\s*,\s*self\.exists_one\(\s*(\w+)\s*,\s*(\w+)\s*==\s*(\w+)\s*\)\s*\)\s*$"
-)
-
-
-def _cel_unique_key(rule: str) -> tuple[bool, str | None] | None:
-    """Recognise ``self.all(x, self.exists_one(y, y.f == x.f))``: (True, "f"); or None."""
-    match = _UNIQUE_BY_FIELD.match(rule)
-    if match:
-        x, y, a, fa, b, fb = match.groups()
-        if {a, b} == {x, y} and fa == fb:
-            return True, fa
-        return None
-    match = _UNIQUE_ITEMS.match(rule)
-    if match:
-        x, y, a, b = match.groups()
-        if {a, b} == {x, y}:
-            return True, None
-    return None
-
-
 def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True)
 
 
-def _validate_cel(value: Any, schema: Schema, path: str, errors: list[FieldError]) -> None:
-    for rule in schema.get("x-kubernetes-validations") or []:
-        recognised = _cel_unique_key(str(rule.get("rule", "")))
-        if recognised is None or not isinstance(value, list):
-            continue  # unknown CEL rules are not evaluated (see the module docstring)
-        _, key = recognised
-        seen: set[str] = set()
-        for item in value:
-            ident = _canonical(item.get(key) if isinstance(item, dict) and key else item)
-            if ident in seen:
-                message = rule.get("message") or f"failed rule: {rule.get('rule')}"
-                errors.append(FieldError(path, "Invalid", schema.get("type", "array"), message))
-                break
-            seen.add(ident)
+_NO_OLD: Any = object()
 
 
-def validate(value: Any, schema: Schema | None, path: str = "") -> list[FieldError]:
-    """All the schema violations of a value, with apiserver-like field paths and messages."""
+def validate(value: Any, schema: Schema | None, path: str = "", *, old: Any = _NO_OLD) -> list[FieldError]:
+    """All the schema violations of a value, with apiserver-like field paths and messages.
+
+    ``old``: the previous object on updates, for CEL transition rules (``oldSelf``).
+    """
     errors: list[FieldError] = []
     if schema is not None:
-        _validate(value, schema, path, errors, root=True)
+        _validate(value, schema, path, errors, root=True, old=old)
     return errors
 
 
-def _validate(value: Any, schema: Schema, path: str, errors: list[FieldError], *, root: bool = False) -> None:
+def _old_item(old: Any, value: list[Any], index: int, schema: Schema) -> Any:
+    """The previous version of a list item: correlated by key in map lists, else none (as the
+    API server correlates for transition rules)."""
+    if not isinstance(old, list) or schema.get("x-kubernetes-list-type") != "map":
+        return _NO_OLD
+    keys = schema.get("x-kubernetes-list-map-keys") or []
+    item = value[index]
+    if not isinstance(item, dict):
+        return _NO_OLD
+    for candidate in old:
+        if isinstance(candidate, dict) and all(candidate.get(k) == item.get(k) for k in keys):
+            return candidate
+    return _NO_OLD
+
+
+def _validate(
+    value: Any,
+    schema: Schema,
+    path: str,
+    errors: list[FieldError],
+    *,
+    root: bool = False,
+    old: Any = _NO_OLD,
+) -> None:
     shown = path or "<root>"
     if value is None:
         if schema.get("nullable") or not schema.get("type"):
@@ -328,7 +320,7 @@ def _validate(value: Any, schema: Schema, path: str, errors: list[FieldError], *
         items = schema.get("items")
         if isinstance(items, Mapping):
             for index, item in enumerate(value):
-                _validate(item, items, f"{path}[{index}]", errors)
+                _validate(item, items, f"{path}[{index}]", errors, old=_old_item(old, value, index, schema))
 
     if isinstance(value, dict):
         for key in schema.get("required") or []:
@@ -352,13 +344,14 @@ def _validate(value: Any, schema: Schema, path: str, errors: list[FieldError], *
         for key, item in value.items():
             if root and key in ("apiVersion", "kind", "metadata"):
                 continue  # validated by the generic machinery, not by the schema
+            previous = old[key] if isinstance(old, dict) and key in old else _NO_OLD
             if key in properties:
-                _validate(item, properties[key], _child(path, key), errors)
+                _validate(item, properties[key], _child(path, key), errors, old=previous)
             elif isinstance(additional, Mapping):
-                _validate(item, additional, _child(path, key), errors)
+                _validate(item, additional, _child(path, key), errors, old=previous)
 
     for sub in schema.get("allOf") or []:
-        _validate(value, sub, path, errors)
+        _validate(value, sub, path, errors, old=old)
     if schema.get("anyOf") and not any(not validate(value, sub, path) for sub in schema["anyOf"]):
         errors.append(
             FieldError(path, "Invalid", value, f"{shown} in body must validate at least one schema (anyOf)")
@@ -376,7 +369,7 @@ def _validate(value: Any, schema: Schema, path: str, errors: list[FieldError], *
             FieldError(path, "Invalid", value, f"{shown} in body must not validate the schema (not)")
         )
 
-    _validate_cel(value, schema, path, errors)
+    errors.extend(cel.evaluate_rules(value, old, schema, path, has_old=old is not _NO_OLD))
 
 
 # -------------------------------------------------------------------------------- unknown fields

@@ -32,7 +32,7 @@ from typing import Any, Literal, NamedTuple
 from kmock import ObjectsArray
 from kmock import resource as kmock_resource
 
-from . import errors, openapi, patches, schema
+from . import cel, errors, openapi, patches, schema
 from .errors import ApiError, FieldError
 from .resources import (
     BUILTIN_RESOURCES,
@@ -595,6 +595,12 @@ class ObjectStore:
             resources = resources_from_crd(obj)
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             return [FieldError("spec", "Invalid", None, str(e))]
+        problems: builtins.list[FieldError] = []
+        for index, version in enumerate(spec.get("versions") or []):
+            root = ((version or {}).get("schema") or {}).get("openAPIV3Schema")
+            problems.extend(_cel_compile_errors(root, f"spec.versions[{index}].schema.openAPIV3Schema"))
+        if problems:
+            return problems
         stamp = now_rfc3339()
         accepted = dict(names)
         accepted.setdefault("singular", names.get("kind", "").lower())
@@ -622,14 +628,18 @@ class ObjectStore:
         obj["status"] = {"acceptedNames": accepted, "conditions": conditions, "storedVersions": stored}
         return []
 
-    def _apply_schema(self, rt: ResourceType, obj: Body) -> builtins.list[FieldError]:
+    def _apply_schema(
+        self, rt: ResourceType, obj: Body, old: Body | None = None
+    ) -> builtins.list[FieldError]:
         if rt.schema is None:
             return []
         pruned = schema.prune(obj, rt.schema) if self.prune_unknown_fields else copy.deepcopy(obj)
         schema.apply_defaults(pruned, rt.schema)
         obj.clear()
         obj.update(pruned)
-        return schema.validate(obj, rt.schema)
+        if old is None:
+            return schema.validate(obj, rt.schema)
+        return schema.validate(obj, rt.schema, old=old)
 
     def _generation_part(self, rt: ResourceType, obj: Mapping[str, Any]) -> Any:
         if rt.generation == "spec":
@@ -962,7 +972,7 @@ class ObjectStore:
                 raise errors.invalid(rt, name, problems)
         new["apiVersion"] = current.get("apiVersion", rt.api_version)
         new["kind"] = rt.kind
-        problems = self._builtin_prepare(rt, new, current) + self._apply_schema(rt, new)
+        problems = self._builtin_prepare(rt, new, current) + self._apply_schema(rt, new, current)
         if problems and validate:
             raise errors.invalid(rt, name, problems)
         if rt.generation != "none" and self._generation_part(rt, new) != self._generation_part(rt, current):
@@ -1221,6 +1231,27 @@ class ObjectStore:
         _set_path(new, rt.scale.spec_replicas_path, replicas)
         result = self._write(rt, current, new, None, dry_run=dry_run)
         return self.scale_of(rt, result)
+
+
+def _cel_compile_errors(node: Any, path: str) -> builtins.list[FieldError]:
+    """CEL rules of a CRD schema that do not compile (the API server refuses such a CRD)."""
+    if not isinstance(node, Mapping):
+        return []
+    problems: builtins.list[FieldError] = []
+    for index, rule in enumerate(node.get("x-kubernetes-validations") or []):
+        if not isinstance(rule, Mapping):
+            continue
+        for key in ("rule", "messageExpression"):
+            if key in rule:
+                error = cel.compile_error(str(rule[key]))
+                if error is not None:
+                    field_path = f"{path}.x-kubernetes-validations[{index}].{key}"
+                    problems.append(FieldError(field_path, "Invalid", rule[key], error))
+    for key, child in (node.get("properties") or {}).items():
+        problems.extend(_cel_compile_errors(child, f"{path}.properties[{key}]"))
+    for key in ("items", "additionalProperties"):
+        problems.extend(_cel_compile_errors(node.get(key), f"{path}.{key}"))
+    return problems
 
 
 def _check_identity(
