@@ -247,7 +247,9 @@ async def test_error_statuses_are_shaped_like_kubernetes(http: aiohttp.ClientSes
     status, body = await call(
         http, "PATCH", f"{JI}/dup", {"spec": {}}, content_type="application/apply-patch+yaml"
     )
-    assert status == 415 and body["reason"] == "UnsupportedMediaType"
+    # Server-side apply needs apiVersion and kind in the configuration (tests/test_kubectl.py
+    # and the apply tests below cover the rest of it).
+    assert status == 400 and body["reason"] == "BadRequest" and "'Kind' is missing" in body["message"]
     status, body = await call(http, "GET", "/api/v1/namespaces/default/widgets")
     assert status == 404 and body["reason"] == "NotFound"
     status, body = await call(http, "POST", CM, {"metadata": {"name": "Not_Valid"}})

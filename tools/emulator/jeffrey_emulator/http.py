@@ -32,13 +32,14 @@ from typing import Any, overload
 
 import aiohttp.web
 import attrs
+import yaml
 from kmock import KubernetesEmulator, RawHandler, Request
 from kmock import action as kmock_action
 from kmock import resource as kmock_resource
 
 from . import errors, openapi, tables
 from .errors import ApiError
-from .patches import JSON_PATCH, MERGE_PATCH, STRATEGIC_MERGE_PATCH
+from .patches import APPLY_PATCH, JSON_PATCH, MERGE_PATCH, STRATEGIC_MERGE_PATCH
 from .resources import ALL_VERBS, SUBRESOURCE_VERBS, ResourceType
 from .selectors import FieldSelector, Matcher, make_matcher, parse_field_selector, parse_label_selector
 from .store import FieldValidation, ObjectStore, Waiter, WatchEvent
@@ -302,6 +303,15 @@ def _json(data: Any, status: int = 200, warnings: Sequence[str] = ()) -> aiohttp
     for warning in warnings:  # as the API server sends them: one header each, code 299
         response.headers.add("Warning", f"299 - {json.dumps(warning)}")
     return response
+
+
+def _field_manager(raw: aiohttp.web.BaseRequest, query: Mapping[str, str]) -> str:
+    """``fieldManager``, or the User-Agent's product (``kubectl``, ``kopf``), as the API server does."""
+    manager = query.get("fieldManager")
+    if manager:
+        return manager
+    agent = raw.headers.get("User-Agent", "").split("/")[0].strip()
+    return agent[:128] or "unknown"
 
 
 _FIELD_VALIDATIONS: dict[str, FieldValidation] = {"Strict": "Strict", "Warn": "Warn", "Ignore": "Ignore"}
@@ -625,13 +635,20 @@ class ApiServer:
         if verb == "watch":
             return await self._watch(raw, record, rt, namespace=ns, name=route.name, query=query)
         field_validation = _field_validation(query)
+        manager = _field_manager(raw, query)
         warnings: list[str] = []
         if verb == "create":
             obj = self._parse_body(body, raw.content_type)
             if not isinstance(obj, dict):
                 raise errors.bad_request("the body of the request must be a JSON object")
             created = self.store.create(
-                rt, obj, ns, dry_run=dry_run, field_validation=field_validation, warnings=warnings
+                rt,
+                obj,
+                ns,
+                dry_run=dry_run,
+                field_validation=field_validation,
+                warnings=warnings,
+                manager=manager,
             )
             return _json(created, status=201, warnings=warnings)
         if verb == "update":
@@ -649,13 +666,16 @@ class ApiServer:
                 dry_run=dry_run,
                 field_validation=field_validation,
                 warnings=warnings,
+                manager=manager,
             )
             return _json(updated, warnings=warnings)
         if verb == "patch":
             content_type = raw.content_type
-            if content_type not in (JSON_PATCH, MERGE_PATCH, STRATEGIC_MERGE_PATCH):
+            if content_type not in (JSON_PATCH, MERGE_PATCH, STRATEGIC_MERGE_PATCH, APPLY_PATCH):
                 raise errors.unsupported_media_type(content_type)
-            patch = self._parse_json(body)
+            patch = self._parse_yaml(body) if content_type == APPLY_PATCH else self._parse_json(body)
+            force = query.get("force") in ("true", "1")
+            existed = self.store.try_get(rt, ns, name) is not None
             patched = self.store.patch(
                 rt,
                 ns,
@@ -666,8 +686,10 @@ class ApiServer:
                 dry_run=dry_run,
                 field_validation=field_validation,
                 warnings=warnings,
+                manager=manager,
+                force=force,
             )
-            return _json(patched, warnings=warnings)
+            return _json(patched, status=200 if existed else 201, warnings=warnings)
         if verb == "delete":
             options = self._parse_json(body) if body.strip() else {}
             options = options if isinstance(options, dict) else {}
@@ -703,6 +725,13 @@ class ApiServer:
                 }
             )
         raise errors.method_not_allowed()
+
+    @staticmethod
+    def _parse_yaml(body: bytes) -> Any:
+        try:
+            return yaml.safe_load(body.decode("utf-8")) if body.strip() else None
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
+            raise errors.bad_request(f"error decoding YAML: {e}") from None
 
     @staticmethod
     def _parse_json(body: bytes) -> Any:

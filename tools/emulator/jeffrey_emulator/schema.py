@@ -31,7 +31,7 @@ from typing import Any
 from . import cel
 from .errors import FieldError
 
-__all__ = ["apply_defaults", "prune", "unknown_fields", "validate"]
+__all__ = ["apply_defaults", "prune", "resolve", "unknown_fields", "validate"]
 
 Schema = Mapping[str, Any]
 
@@ -375,7 +375,7 @@ def _validate(
 # -------------------------------------------------------------------------------- unknown fields
 
 
-def _resolve(schema: Schema, definitions: Mapping[str, Schema]) -> Schema:
+def resolve(schema: Schema, definitions: Mapping[str, Schema]) -> Schema:
     """Follow a ``$ref`` (v2 ``#/definitions/`` or v3 ``#/components/schemas/``) and ``allOf: [ref]``."""
     seen = 0
     while seen < 32:
@@ -414,7 +414,10 @@ def unknown_fields(
         return []
     defs = definitions or {}
     found: list[str] = []
-    _unknown(value, schema, defs, metadata, path, found, root=True)
+    # A built-in definition's ``type: object`` without properties is opaque (FieldsV1, JSON);
+    # in a structural schema of a CRD it is an object without fields.
+    structural = "x-kubernetes-group-version-kind" not in schema
+    _unknown(value, schema, defs, metadata, path, found, root=True, structural=structural)
     return found
 
 
@@ -427,16 +430,19 @@ def _unknown(  # noqa: PLR0917 -- one recursive walk, its state passed along
     found: list[str],
     *,
     root: bool = False,
+    structural: bool = True,
 ) -> None:
-    schema = _resolve(schema, defs)
+    if "$ref" in schema or "allOf" in schema:
+        structural = False
+    schema = resolve(schema, defs)
     if _preserves(schema):
         return
     if isinstance(value, dict):
         properties: Mapping[str, Any] = schema.get("properties") or {}
         additional = schema.get("additionalProperties")
         embedded = bool(schema.get("x-kubernetes-embedded-resource"))
-        if not properties and additional is None and schema.get("type") != "object":
-            return  # an untyped value (RawExtension, JSON): anything goes
+        if not properties and additional is None and (not structural or schema.get("type") != "object"):
+            return  # an untyped or opaque value (RawExtension, FieldsV1, JSON): anything goes
         for key, item in value.items():
             child = _child(path, key)
             if (root or embedded) and key in ("apiVersion", "kind"):
@@ -444,12 +450,14 @@ def _unknown(  # noqa: PLR0917 -- one recursive walk, its state passed along
             if (root or embedded) and key == "metadata":
                 target = metadata if metadata is not None else properties.get("metadata")
                 if isinstance(target, Mapping):
-                    _unknown(item, target, defs, None, child, found)
+                    _unknown(
+                        item, target, defs, None, child, found, structural=metadata is None and structural
+                    )
                 continue
             if key in properties:
-                _unknown(item, properties[key], defs, None, child, found)
+                _unknown(item, properties[key], defs, None, child, found, structural=structural)
             elif isinstance(additional, Mapping):
-                _unknown(item, additional, defs, None, child, found)
+                _unknown(item, additional, defs, None, child, found, structural=structural)
             elif additional is True:
                 continue
             else:
@@ -458,4 +466,4 @@ def _unknown(  # noqa: PLR0917 -- one recursive walk, its state passed along
         items = schema.get("items")
         if isinstance(items, Mapping):
             for index, item in enumerate(value):
-                _unknown(item, items, defs, None, f"{path}[{index}]", found)
+                _unknown(item, items, defs, None, f"{path}[{index}]", found, structural=structural)

@@ -32,7 +32,7 @@ from typing import Any, Literal, NamedTuple
 from kmock import ObjectsArray
 from kmock import resource as kmock_resource
 
-from . import cel, errors, openapi, patches, schema
+from . import cel, errors, managed, openapi, patches, schema
 from .errors import ApiError, FieldError
 from .resources import (
     BUILTIN_RESOURCES,
@@ -170,8 +170,11 @@ class ObjectStore:
         namespaces: Iterable[str] = ("default",),
         prune_unknown_fields: bool = True,
         garbage_collection: bool = True,
+        managed_fields: bool = True,
     ) -> None:
         self._lock = threading.RLock()
+        #: Track ``metadata.managedFields`` for writes that name a field manager (the HTTP API).
+        self.managed_fields = managed_fields
         self._rv = 0
         self._types: dict[tuple[str, str, str], ResourceType] = {}
         self._live: dict[GroupResource, dict[tuple[str | None, str], Body]] = {}
@@ -647,6 +650,105 @@ class ObjectStore:
         skip = {"metadata", "apiVersion", "kind"} | ({"status"} if rt.status_subresource else set())
         return {k: v for k, v in obj.items() if k not in skip}
 
+    def shape(self, rt: ResourceType) -> managed.Shape:
+        """How field management sees the objects of ``rt`` (its schema, ObjectMeta for metadata)."""
+        definitions = openapi.builtin_definitions()
+        if rt.custom:
+            root = dict(rt.schema or {"type": "object", "x-kubernetes-preserve-unknown-fields": True})
+            properties = dict(root.get("properties") or {})
+            properties["metadata"] = {"$ref": f"#/definitions/{openapi.OBJECT_META}"}
+            root["properties"] = properties
+            return managed.Shape(root, definitions)
+        return managed.Shape(definitions.get(openapi.definition_name(rt)), definitions)
+
+    def _track(
+        self,
+        rt: ResourceType,
+        old: Body | None,
+        new: Body,
+        manager: str,
+        subresource: str | None,
+        *,
+        base: Any = None,
+    ) -> builtins.list[Body]:
+        return managed.track_update(
+            base if old is not None else None,
+            old,
+            new,
+            manager=manager,
+            api_version=rt.api_version,
+            subresource=subresource,
+            status_subresource=rt.status_subresource,
+            shape=self.shape(rt),
+            now=now_rfc3339(),
+        )
+
+    def _server_side_apply(
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        name: str,
+        config: Any,
+        *,
+        manager: str | None,
+        force: bool,
+        subresource: str | None,
+        dry_run: bool,
+        validate: bool,
+        field_validation: FieldValidation,
+        warnings: builtins.list[str] | None,
+    ) -> Body:
+        if not manager:
+            raise _patch_options_invalid("fieldManager", "Required", "is required for apply patch")
+        if not isinstance(config, dict):
+            raise errors.bad_request("error decoding YAML: the apply configuration must be an object")
+        if not config.get("apiVersion") or not config.get("kind"):
+            raise errors.bad_request("couldn't get version/kind; json parse error: Object 'Kind' is missing")
+        self._check_type(rt, config)
+        meta = _meta(config)
+        if meta.get("managedFields") is not None:
+            raise errors.bad_request("metadata.managedFields must be nil")
+        if not meta.get("name"):
+            meta = {**meta, "name": name}
+            config = {**config, "metadata": meta}
+        unknown = self.unknown_fields(rt, config)
+        if unknown and field_validation == "Strict":
+            where = f"{namespace}/{name}" if namespace else name
+            gvk = f"{rt.api_version}, Kind={rt.kind}"
+            fields = ", ".join(f".{u}: field not declared in schema" for u in unknown)
+            raise errors.bad_request(f"failed to create typed patch object ({where}; {gvk}): {fields}")
+        if unknown:
+            if field_validation == "Warn" and warnings is not None:
+                warnings.extend(f'unknown field "{u}"' for u in unknown)
+            config = schema.prune(config, rt.schema) if rt.schema is not None else config
+        with self._lock:
+            current = self._current(rt, namespace, name)
+            live = self._convert(current, rt) if current is not None else None
+            if current is not None:
+                _check_identity(rt, meta, current, namespace, name, name_required=True)
+            elif subresource is not None:
+                raise errors.not_found(rt, name)
+            merged, entries = managed.apply(
+                live,
+                config,
+                manager=manager,
+                api_version=rt.api_version,
+                subresource=subresource,
+                status_subresource=rt.status_subresource,
+                shape=self.shape(rt),
+                force=force,
+                now=now_rfc3339(),
+            )
+            if current is None:
+                merged.setdefault("metadata", {}).pop("resourceVersion", None)
+                return self.create(
+                    rt, merged, namespace, dry_run=dry_run, validate=validate, managed_fields=entries
+                )
+            merged["metadata"]["resourceVersion"] = _meta(current).get("resourceVersion")
+            return self._write(
+                rt, current, merged, subresource, dry_run=dry_run, validate=validate, managed_fields=entries
+            )
+
     def _check_fields(
         self,
         rt: ResourceType,
@@ -708,8 +810,13 @@ class ObjectStore:
         validate: bool = True,
         field_validation: FieldValidation = "Ignore",
         warnings: builtins.list[str] | None = None,
+        manager: str | None = None,
+        managed_fields: builtins.list[Body] | None = None,
     ) -> Body:
         """Create an object (201 semantics); returns the stored object (a copy).
+
+        ``manager``: the field manager of the write (``managedFields`` are tracked for it);
+        ``managed_fields``: the entries to store as they are (a server-side apply).
 
         ``create(obj)`` infers the resource from ``apiVersion``/``kind``; ``validate=False`` skips
         the schema/built-in validation (defaulting and pruning still happen) for seeding.
@@ -786,6 +893,12 @@ class ObjectStore:
             if problems and validate:
                 raise errors.invalid(rt, name, problems)
             meta = obj["metadata"]
+            if managed_fields is not None:
+                meta["managedFields"] = managed_fields
+            elif manager is not None and self.managed_fields:
+                meta["managedFields"] = self._track(rt, None, obj, manager, None)
+            if not meta.get("managedFields"):
+                meta.pop("managedFields", None)
             meta["uid"] = str(uuid.uuid4())
             meta["creationTimestamp"] = now_rfc3339()
             if rt.generation != "none":
@@ -814,6 +927,7 @@ class ObjectStore:
         validate: bool = True,
         field_validation: FieldValidation = "Ignore",
         warnings: builtins.list[str] | None = None,
+        manager: str | None = None,
     ) -> Body:
         """Replace an object (PUT semantics; ``subresource="status"`` writes only the status)."""
         rt = self.resolve(ref)
@@ -832,7 +946,13 @@ class ObjectStore:
             _check_identity(rt, meta, current, namespace, name, name_required=False)
             self._check_fields(rt, body, field_validation, warnings, patch=False)
             return self._write(
-                rt, current, copy.deepcopy(dict(body)), subresource, dry_run=dry_run, validate=validate
+                rt,
+                current,
+                copy.deepcopy(dict(body)),
+                subresource,
+                dry_run=dry_run,
+                validate=validate,
+                manager=manager,
             )
 
     def patch(
@@ -848,14 +968,35 @@ class ObjectStore:
         validate: bool = True,
         field_validation: FieldValidation = "Ignore",
         warnings: builtins.list[str] | None = None,
+        manager: str | None = None,
+        force: bool = False,
     ) -> Body:
-        """Patch an object. ``patch_type``: ``merge``, ``json``, ``strategic`` or a content type."""
+        """Patch an object. ``patch_type``: ``merge``, ``json``, ``strategic``, ``apply`` or a
+        content type (``application/apply-patch+yaml``: server-side apply by ``manager``, which
+        creates the object if absent: see :mod:`.managed`)."""
         rt = self.resolve(ref)
         kind = {
             "merge": patches.MERGE_PATCH,
             "json": patches.JSON_PATCH,
             "strategic": patches.STRATEGIC_MERGE_PATCH,
+            "apply": patches.APPLY_PATCH,
         }.get(patch_type, patch_type)
+        if kind == patches.APPLY_PATCH:
+            return self._server_side_apply(
+                rt,
+                namespace,
+                name,
+                patch,
+                manager=manager,
+                force=force,
+                subresource=subresource,
+                dry_run=dry_run,
+                validate=validate,
+                field_validation=field_validation,
+                warnings=warnings,
+            )
+        if force:
+            raise _patch_options_invalid("force", "Forbidden", "may not be specified for non-apply patch")
         with self._lock:
             current = self._current(rt, namespace, name)
             if current is None:
@@ -868,7 +1009,9 @@ class ObjectStore:
                 raise errors.bad_request("the patched object must be a JSON object")
             _check_identity(rt, _meta(patched), current, namespace, name, name_required=True)
             self._check_fields(rt, patched, field_validation, warnings, patch=True)
-            return self._write(rt, current, patched, subresource, dry_run=dry_run, validate=validate)
+            return self._write(
+                rt, current, patched, subresource, dry_run=dry_run, validate=validate, manager=manager
+            )
 
     def _apply_patch(self, rt: ResourceType, base: Body, patch: Any, kind: str) -> Any:
         if kind == patches.JSON_PATCH:
@@ -923,8 +1066,11 @@ class ObjectStore:
         *,
         dry_run: bool = False,
         validate: bool = True,
+        manager: str | None = None,
+        managed_fields: builtins.list[Body] | None = None,
     ) -> Body:
         cur_meta = _meta(current)
+        incoming_managed = _meta(incoming).get("managedFields")
         name = cur_meta["name"]
         if subresource == "status":
             if not rt.status_subresource:
@@ -947,6 +1093,8 @@ class ObjectStore:
                 else:
                     new_meta.pop(key, None)
             new_meta.pop("managedFields", None)
+            if "managedFields" in cur_meta:
+                new_meta["managedFields"] = copy.deepcopy(cur_meta["managedFields"])
             if rt.status_subresource and rt.storage_key != NAMESPACES.storage_key:
                 if "status" in current:
                     new["status"] = copy.deepcopy(current["status"])
@@ -979,6 +1127,19 @@ class ObjectStore:
             new["metadata"]["generation"] = int(cur_meta.get("generation") or 0) + 1
         if not new["metadata"].get("finalizers"):
             new["metadata"].pop("finalizers", None)
+        if managed_fields is not None or (manager is not None and self.managed_fields):
+            base = cur_meta.get("managedFields")
+            if isinstance(incoming_managed, list) and incoming_managed and incoming_managed != base:
+                # A client may replace the entries (``[{}]`` clears them), as on a real server.
+                base = [e for e in incoming_managed if isinstance(e, dict) and e]
+            if managed_fields is not None:
+                entries = managed_fields
+            else:
+                assert manager is not None
+                entries = self._track(rt, current, new, manager, subresource, base=base)
+            new["metadata"]["managedFields"] = entries
+            if not entries:
+                new["metadata"].pop("managedFields", None)
         if new == current:
             return self._convert(current, rt)  # a no-op: no new resourceVersion, no watch event
         if dry_run:
@@ -1231,6 +1392,16 @@ class ObjectStore:
         _set_path(new, rt.scale.spec_replicas_path, replicas)
         result = self._write(rt, current, new, None, dry_run=dry_run)
         return self.scale_of(rt, result)
+
+
+def _patch_options_invalid(field_name: str, kind: str, detail: str) -> ApiError:
+    error = FieldError(field_name, kind, None, detail)
+    return ApiError(
+        422,
+        "Invalid",
+        f'PatchOptions.meta.k8s.io "" is invalid: {error}',
+        {"group": "meta.k8s.io", "kind": "PatchOptions", "causes": [error.cause()]},
+    )
 
 
 def _cel_compile_errors(node: Any, path: str) -> builtins.list[FieldError]:
