@@ -1,0 +1,210 @@
+"""The real kubectl 1.31 against the emulator running the unchanged operator.
+
+What an engineer types on a cluster must work the same here: ``apply`` with validation (OpenAPI
+v3, ``fieldValidation=Strict``), ``get`` with the CRD's printer columns, ``-o yaml``, ``explain``,
+``apply --server-side`` and its conflicts, ``wait --for=condition=Ready``, ``annotate``, ``patch``,
+``delete``, ``get events``. kubectl comes from ``hack/get-kubectl.sh`` (``.tools/bin/kubectl``):
+skipped when missing, failing under ``JEFFREY_REQUIRE_ALL=1``.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import subprocess
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import yaml
+from emulator_fixtures import require_kubectl
+from operator_fixtures import ROOT, Cluster
+
+from jeffrey_emulator import BackgroundEmulator, DeploymentBehaviour, load_crds
+
+CORE_ONLY = ROOT / "examples" / "jeffrey-core-only.yaml"
+FULL = ROOT / "examples" / "jeffrey-full-ladder.yaml"
+
+
+class Kubectl:
+    """``kubectl`` with a kubeconfig for the emulator and a cache of its own."""
+
+    def __init__(self, binary: pathlib.Path, kubeconfig: pathlib.Path, cache: pathlib.Path) -> None:
+        self.binary = binary
+        self.kubeconfig = kubeconfig
+        self.cache = cache
+
+    def run(self, *args: str, stdin: str | None = None, ok: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [str(self.binary), f"--kubeconfig={self.kubeconfig}", f"--cache-dir={self.cache}", *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=90,
+            check=False,
+        )
+        if ok and result.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
+        return result
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self.run(*args, "-o", "json").stdout)
+
+
+@pytest.fixture(name="world", scope="module")
+def world_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster, Kubectl]]:
+    binary = require_kubectl()
+    tmp = tmp_path_factory.mktemp("kubectl")
+    background = BackgroundEmulator(
+        crds=load_crds(ROOT / "crds"), default_behaviour=DeploymentBehaviour(delay=0.05)
+    )
+    emu = background.start()
+    cluster = Cluster(emu=emu)
+    try:
+        cluster.start_operator()
+        yield cluster, Kubectl(binary, emu.write_kubeconfig(tmp / "kubeconfig"), tmp / "cache")
+    finally:
+        cluster.stop_operator()
+        background.stop()
+    emu.assert_no_server_errors()
+
+
+def manifest(path: pathlib.Path, namespace: str, **spec: Any) -> str:
+    body = yaml.safe_load(path.read_text(encoding="utf-8"))
+    body["metadata"]["namespace"] = namespace
+    body["spec"].update(spec)
+    return yaml.safe_dump(body)
+
+
+def prepare(kubectl: Kubectl, namespace: str, *deployments: str) -> None:
+    """A namespace and the module Deployments (0 replicas), created with kubectl."""
+    kubectl.run("create", "namespace", namespace)
+    for name in deployments:
+        kubectl.run(
+            "create", "deployment", name, "--image=jeffreyos/module:1", "--replicas=0", "-n", namespace
+        )
+
+
+FAST = {"promotion": {"readinessTimeout": "20s", "validationWindow": "0s", "cooldown": "0s"}}
+
+
+def test_the_real_kubectl_is_1_31(world: tuple[Cluster, Kubectl]) -> None:
+    _, kubectl = world
+    version = kubectl.json("version")
+    assert version["clientVersion"]["gitVersion"].startswith("v1.31.")
+    assert version["serverVersion"]["minor"] == "31"
+
+
+def test_apply_validates_waits_ready_and_get_shows_the_printer_columns(
+    world: tuple[Cluster, Kubectl],
+) -> None:
+    _, kubectl = world
+    prepare(kubectl, "k-apply", "memory", "neural-bus")
+    applied = kubectl.run("apply", "-f", "-", stdin=manifest(CORE_ONLY, "k-apply", **FAST))
+    assert "jeffreyintegration.jeffreyos.io/jeffrey-core created" in applied.stdout
+    assert not applied.stderr  # validated against the served OpenAPI: no "failed to download openapi"
+
+    kubectl.run("wait", "--for=condition=Ready", "ji/jeffrey-core", "-n", "k-apply", "--timeout=60s")
+    table = kubectl.run("get", "ji", "-n", "k-apply").stdout.splitlines()
+    assert table[0].split() == ["NAME", "TARGET", "CURRENT", "PHASE", "REASON", "AGE"]
+    assert table[1].split()[:4] == ["jeffrey-core", "CORE", "CORE", "Stable"]
+    wide = kubectl.run("get", "ji", "-A", "-o", "wide").stdout.splitlines()
+    assert wide[0].split()[0] == "NAMESPACE" and wide[0].split()[-1] == "MESSAGE"
+
+    deployments = kubectl.run("get", "deployments", "-n", "k-apply").stdout.splitlines()
+    assert deployments[0].split() == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]
+    rows = {line.split()[0]: line.split()[1] for line in deployments[1:]}
+    assert rows == {"memory": "1/1", "neural-bus": "2/2"}  # scaled by the operator, ready
+    namespaces = kubectl.run("get", "namespace", "k-apply").stdout.split()
+    assert namespaces[:5] == ["NAME", "STATUS", "AGE", "k-apply", "Active"]
+
+
+def test_get_yaml_and_explain(world: tuple[Cluster, Kubectl]) -> None:
+    _, kubectl = world
+    prepare(kubectl, "k-yaml", "memory", "neural-bus")
+    kubectl.run("apply", "-f", "-", stdin=manifest(CORE_ONLY, "k-yaml", **FAST))
+    kubectl.run("wait", "--for=condition=Ready", "ji/jeffrey-core", "-n", "k-yaml", "--timeout=60s")
+    body = yaml.safe_load(kubectl.run("get", "ji", "jeffrey-core", "-n", "k-yaml", "-o", "yaml").stdout)
+    assert body["spec"]["targetLevel"] == "CORE" and body["status"]["phase"] == "Stable"
+    assert "managedFields" not in body["metadata"]  # kubectl hides them, as on a cluster
+
+    levels = kubectl.run("explain", "ji.spec.levels").stdout
+    assert "KIND:       JeffreyIntegration" in levels
+    assert "level\t<string> -required-" in levels and "modules\t<[]Object> -required-" in levels
+    replicas = kubectl.run("explain", "deployment.spec.replicas").stdout
+    assert "FIELD: replicas <integer>" in replicas
+
+
+def test_a_typo_is_refused_under_strict_and_warned_about_under_warn(world: tuple[Cluster, Kubectl]) -> None:
+    _, kubectl = world
+    kubectl.run("create", "namespace", "k-typo")
+    typo = manifest(CORE_ONLY, "k-typo").replace("targetLevel:", "targetLvel:")
+    refused = kubectl.run("apply", "-f", "-", stdin=typo, ok=False)
+    assert refused.returncode == 1
+    assert 'strict decoding error: unknown field "spec.targetLvel"' in refused.stderr
+    assert "No resources found" in kubectl.run("get", "ji", "-n", "k-typo").stderr
+
+    warned = kubectl.run("apply", "--validate=warn", "-f", "-", stdin=typo)
+    assert 'Warning: unknown field "spec.targetLvel"' in warned.stderr
+    assert kubectl.json("get", "ji", "jeffrey-core", "-n", "k-typo")["spec"]["targetLevel"] == "PRODUCTION"
+
+
+def test_a_missing_namespace_is_not_found(world: tuple[Cluster, Kubectl]) -> None:
+    _, kubectl = world
+    result = kubectl.run("apply", "-f", "-", stdin=manifest(CORE_ONLY, "k-nowhere"), ok=False)
+    assert 'namespaces "k-nowhere" not found' in result.stderr
+
+
+def test_server_side_apply_conflicts_with_another_manager(world: tuple[Cluster, Kubectl]) -> None:
+    _, kubectl = world
+    prepare(kubectl, "k-ssa", "memory", "neural-bus")
+    body = manifest(CORE_ONLY, "k-ssa", **FAST)
+    applied = kubectl.run("apply", "--server-side", "-f", "-", stdin=body)
+    assert "jeffreyintegration.jeffreyos.io/jeffrey-core serverside-applied" in applied.stdout
+
+    kubectl.run(
+        "patch", "ji", "jeffrey-core", "-n", "k-ssa", "--type=merge", "-p", '{"spec":{"paused":true}}'
+    )
+    # The applied configuration now says paused: false where kubectl-patch owns paused: true.
+    conflicting = manifest(CORE_ONLY, "k-ssa", paused=False, **FAST)
+    refused = kubectl.run("apply", "--server-side", "-f", "-", stdin=conflicting, ok=False)
+    assert refused.returncode == 1
+    assert (
+        'Apply failed with 1 conflict: conflict with "kubectl-patch" using jeffreyos.io/v1alpha1: .spec.paused'
+        in refused.stderr
+    )
+    forced = kubectl.run("apply", "--server-side", "--force-conflicts", "-f", "-", stdin=conflicting)
+    assert "serverside-applied" in forced.stdout
+    obj = kubectl.json("get", "ji", "jeffrey-core", "-n", "k-ssa", "--show-managed-fields")
+    assert obj["spec"]["paused"] is False
+    managers = {
+        (e["manager"], e["operation"], e.get("subresource")) for e in obj["metadata"]["managedFields"]
+    }
+    assert ("kubectl", "Apply", None) in managers
+    patch_entries = [e for e in obj["metadata"]["managedFields"] if e["manager"] == "kubectl-patch"]
+    assert all("f:paused" not in e["fieldsV1"].get("f:spec", {}) for e in patch_entries)  # forced away
+
+
+def test_annotate_patch_events_and_delete(world: tuple[Cluster, Kubectl]) -> None:
+    _, kubectl = world
+    prepare(kubectl, "k-life", "memory", "neural-bus")
+    kubectl.run("apply", "-f", "-", stdin=manifest(CORE_ONLY, "k-life", **FAST))
+    kubectl.run("wait", "--for=condition=Ready", "ji/jeffrey-core", "-n", "k-life", "--timeout=60s")
+
+    kubectl.run("annotate", "ji", "jeffrey-core", "-n", "k-life", "team=platform")
+    kubectl.run(
+        "patch", "ji", "jeffrey-core", "-n", "k-life", "--type=merge", "-p", '{"spec":{"paused":true}}'
+    )
+    obj = kubectl.json("get", "ji", "jeffrey-core", "-n", "k-life")
+    assert obj["metadata"]["annotations"]["team"] == "platform" and obj["spec"]["paused"] is True
+    kubectl.run(
+        "wait", "--for=jsonpath={.status.phase}=Paused", "ji/jeffrey-core", "-n", "k-life", "--timeout=60s"
+    )
+
+    events = kubectl.run("get", "events", "-n", "k-life").stdout.splitlines()
+    assert events[0].split() == ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
+    objects = {line.split()[3] for line in events[1:]}
+    assert "jeffreyintegration/jeffrey-core" in objects
+
+    kubectl.run("delete", "ji", "jeffrey-core", "-n", "k-life", "--timeout=60s")
+    assert "No resources found" in kubectl.run("get", "ji", "-n", "k-life").stderr
