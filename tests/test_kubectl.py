@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 import yaml
-from emulator_fixtures import require_kubectl
-from operator_fixtures import ROOT, Cluster
 
+from emulator_fixtures import require_kubectl
 from jeffrey_emulator import BackgroundEmulator, DeploymentBehaviour, load_crds
+from operator_fixtures import ROOT, Cluster
 
 CORE_ONLY = ROOT / "examples" / "jeffrey-core-only.yaml"
 FULL = ROOT / "examples" / "jeffrey-full-ladder.yaml"
@@ -169,10 +169,8 @@ def test_server_side_apply_conflicts_with_another_manager(world: tuple[Cluster, 
     conflicting = manifest(CORE_ONLY, "k-ssa", paused=False, **FAST)
     refused = kubectl.run("apply", "--server-side", "-f", "-", stdin=conflicting, ok=False)
     assert refused.returncode == 1
-    assert (
-        'Apply failed with 1 conflict: conflict with "kubectl-patch" using jeffreyos.io/v1alpha1: .spec.paused'
-        in refused.stderr
-    )
+    expected = 'conflict with "kubectl-patch" using jeffreyos.io/v1alpha1: .spec.paused'
+    assert f"Apply failed with 1 conflict: {expected}" in refused.stderr
     forced = kubectl.run("apply", "--server-side", "--force-conflicts", "-f", "-", stdin=conflicting)
     assert "serverside-applied" in forced.stdout
     obj = kubectl.json("get", "ji", "jeffrey-core", "-n", "k-ssa", "--show-managed-fields")
