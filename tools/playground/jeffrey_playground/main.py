@@ -556,6 +556,8 @@ class Playground:
     def paste_lines(self) -> list[str]:
         """What to paste into another terminal to watch and poke the kept playground."""
         assert self.fleet is not None
+        # Without Prometheus no gate would see a flood: a crash (the pod stays unready) instead.
+        fault, what = ("flood", "floods the bus") if self.prometheus_url else ("crash", "crashes")
         lines = [f"export KUBECONFIG={self.kubeconfig}"]
         kubectl = REPOSITORY / ".tools" / "bin" / "kubectl"
         if kubectl.exists():  # the real kubectl of `make deps` (a `kubectl` on PATH may be another tool)
@@ -563,8 +565,8 @@ class Playground:
         lines += [
             "kubectl get ji -A -w",
             f"jeffreyctl status {NAME} -w",
-            f'curl -XPOST {self.fleet.url(self.options.fault_module)}/fault -d \'{{"kind": "flood"}}\''
-            f"   # fault: {self.options.fault_module} floods the bus; " + '\'{"kind": "none"}\' heals it',
+            f'curl -XPOST {self.fleet.url(self.options.fault_module)}/fault -d \'{{"kind": "{fault}"}}\''
+            f"   # fault: {self.options.fault_module} {what}; " + '\'{"kind": "none"}\' heals it',
             f"# Prometheus UI: {self.prometheus_url}"
             if self.prometheus_url
             else "# Prometheus: not installed",
