@@ -608,3 +608,29 @@ def test_resource_types_other_engineers_add_are_served_in_openapi() -> None:
     assert "/apis/batch/v1/namespaces/{namespace}/jobs/{name}/status" in document["paths"]
     other = openapi.v3_document([odd], "v1.31.0")["components"]["schemas"]["com.example.v1.Thing"]
     assert other["x-kubernetes-preserve-unknown-fields"] is True  # unknown to us: open, but listed
+
+
+async def test_a_scale_writer_owns_the_replicas(http: aiohttp.ClientSession, emulator: Emulator) -> None:
+    """What an HPA (or ``kubectl scale``) does to a Deployment someone applies."""
+    config = json.dumps(deployment_manifest("web", "default", replicas=1))
+    status, _, _ = await call(
+        http, "PATCH", f"{DEPLOY}/web", config, content_type=APPLY, params={"fieldManager": "argocd"}
+    )
+    assert status == 201
+    scale = {"spec": {"replicas": 4}}
+    status, _, _ = await call(
+        http,
+        "PATCH",
+        f"{DEPLOY}/web/scale",
+        scale,
+        content_type="application/merge-patch+json",
+        params={"fieldManager": "horizontal-pod-autoscaler"},
+    )
+    assert status == 200
+    owners = managers(emulator.get("deployments", "default", "web"))
+    assert owners[("horizontal-pod-autoscaler", "Update", "scale")] == {"f:spec": {"f:replicas": {}}}
+    status, body, _ = await call(
+        http, "PATCH", f"{DEPLOY}/web", config, content_type=APPLY, params={"fieldManager": "argocd"}
+    )
+    assert status == 409
+    assert body["message"].endswith('conflict with "horizontal-pod-autoscaler" using apps/v1: .spec.replicas')

@@ -654,7 +654,7 @@ class ApiServer:
         if verb == "update":
             obj = self._parse_body(body, raw.content_type)
             if route.subresource == "scale":
-                return _json(self.store.update_scale(rt, ns, name, obj, dry_run=dry_run))
+                return _json(self.store.update_scale(rt, ns, name, obj, dry_run=dry_run, manager=manager))
             if not isinstance(obj, dict):
                 raise errors.bad_request("the body of the request must be a JSON object")
             updated = self.store.update(

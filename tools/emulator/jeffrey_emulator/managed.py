@@ -338,8 +338,10 @@ def track_update(
     status_subresource: bool,
     shape: Shape,
     now: str,
+    entry_subresource: str | None = None,
 ) -> list[dict[str, Any]]:
-    """``managedFields`` after a non-apply write by ``manager`` (it takes what it changed)."""
+    """``managedFields`` after a non-apply write by ``manager`` (it takes what it changed);
+    ``entry_subresource``: the subresource the entry names when it differs (``scale``)."""
     entries = entries_of(managed)
     new_paths = managed_paths(
         fieldset(new, shape), status_subresource=status_subresource, subresource=subresource
@@ -356,7 +358,7 @@ def track_update(
         return render(entries)
     for entry in entries:
         entry.fields -= removed
-    mine = _entry(entries, manager, "Update", api_version, subresource)
+    mine = _entry(entries, manager, "Update", api_version, entry_subresource or subresource)
     for entry in entries:
         if entry is not mine:
             entry.fields -= changed

@@ -676,6 +676,7 @@ class ObjectStore:
         subresource: str | None,
         *,
         base: Any = None,
+        entry: str | None = None,
     ) -> builtins.list[Body]:
         return managed.track_update(
             base if old is not None else None,
@@ -687,6 +688,7 @@ class ObjectStore:
             status_subresource=rt.status_subresource,
             shape=self.shape(rt),
             now=now_rfc3339(),
+            entry_subresource=entry,
         )
 
     def _server_side_apply(
@@ -1008,7 +1010,7 @@ class ObjectStore:
             if current is None:
                 raise errors.not_found(rt, name)
             if subresource == "scale":
-                return self._patch_scale(rt, current, patch, kind, dry_run=dry_run)
+                return self._patch_scale(rt, current, patch, kind, dry_run=dry_run, manager=manager)
             base = self._convert(current, rt)
             patched = self._apply_patch(rt, base, patch, kind)
             if not isinstance(patched, dict):
@@ -1074,6 +1076,7 @@ class ObjectStore:
         validate: bool = True,
         manager: str | None = None,
         managed_fields: builtins.list[Body] | None = None,
+        managed_as: str | None = None,
     ) -> Body:
         cur_meta = _meta(current)
         incoming_managed = _meta(incoming).get("managedFields")
@@ -1142,7 +1145,7 @@ class ObjectStore:
                 entries = managed_fields
             else:
                 assert manager is not None
-                entries = self._track(rt, current, new, manager, subresource, base=base)
+                entries = self._track(rt, current, new, manager, subresource, base=base, entry=managed_as)
             new["metadata"]["managedFields"] = entries
             if not entries:
                 new["metadata"].pop("managedFields", None)
@@ -1362,7 +1365,14 @@ class ObjectStore:
             return self.scale_of(rt, current)
 
     def update_scale(
-        self, ref: ResourceRef, namespace: str | None, name: str, scale: Any, *, dry_run: bool = False
+        self,
+        ref: ResourceRef,
+        namespace: str | None,
+        name: str,
+        scale: Any,
+        *,
+        dry_run: bool = False,
+        manager: str | None = None,
     ) -> Body:
         rt = self.resolve(ref)
         if rt.scale is None:
@@ -1371,15 +1381,19 @@ class ObjectStore:
             current = self._current(rt, namespace, name)
             if current is None:
                 raise errors.not_found(rt, name)
-            return self._set_scale(rt, current, scale, dry_run=dry_run)
+            return self._set_scale(rt, current, scale, dry_run=dry_run, manager=manager)
 
-    def _patch_scale(self, rt: ResourceType, current: Body, patch: Any, kind: str, *, dry_run: bool) -> Body:
+    def _patch_scale(
+        self, rt: ResourceType, current: Body, patch: Any, kind: str, *, dry_run: bool, manager: str | None
+    ) -> Body:
         if rt.scale is None:
             raise errors.endpoint_not_found()
         scale = self._apply_patch(rt, self.scale_of(rt, current), patch, kind)
-        return self._set_scale(rt, current, scale, dry_run=dry_run)
+        return self._set_scale(rt, current, scale, dry_run=dry_run, manager=manager)
 
-    def _set_scale(self, rt: ResourceType, current: Body, scale: Any, *, dry_run: bool) -> Body:
+    def _set_scale(
+        self, rt: ResourceType, current: Body, scale: Any, *, dry_run: bool, manager: str | None = None
+    ) -> Body:
         assert rt.scale is not None
         if not isinstance(scale, dict):
             raise errors.bad_request("the body of the request must be a JSON object")
@@ -1396,7 +1410,9 @@ class ObjectStore:
             )
         new = copy.deepcopy(current)
         _set_path(new, rt.scale.spec_replicas_path, replicas)
-        result = self._write(rt, current, new, None, dry_run=dry_run)
+        # The scale writer owns the replicas (``subresource: scale``): an HPA's or ``kubectl scale``'s
+        # replicas conflict with a later apply of another value, as on a cluster.
+        result = self._write(rt, current, new, None, dry_run=dry_run, manager=manager, managed_as="scale")
         return self.scale_of(rt, result)
 
 
