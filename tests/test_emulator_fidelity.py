@@ -166,10 +166,14 @@ async def test_openapi_built_in_kinds_carry_the_kubernetes_1_31_schemas(http: ai
     assert lease["x-kubernetes-action"] == "patch" and "fieldValidation" in {
         p["name"] for p in lease["parameters"]
     }
-    status, body, _ = await call(
-        http, "GET", "/openapi/v2", accept="application/com.github.proto-openapi.spec.v2@v1.0+protobuf"
-    )
-    assert status == 406 and body["reason"] == "NotAcceptable"  # JSON only (docs/emulator.md)
+    # client-go asks for protobuf (gnostic's openapi_v2.Document): field 1 is "swagger".
+    proto = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"
+    async with http.get("/openapi/v2", headers={"Accept": proto}) as response:
+        assert response.status == 200
+        assert response.content_type == "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
+        assert (await response.read()).startswith(b"\n\x032.0\x12")
+    status, body, _ = await call(http, "GET", "/openapi/v2", accept="application/vnd.kubernetes.protobuf")
+    assert status == 406 and body["reason"] == "NotAcceptable"
 
 
 # ------------------------------------------------------------------------------------- tables

@@ -137,6 +137,9 @@ def test_get_yaml_and_explain(world: tuple[Cluster, Kubectl]) -> None:
     assert "level\t<string> -required-" in levels and "modules\t<[]Object> -required-" in levels
     replicas = kubectl.run("explain", "deployment.spec.replicas").stdout
     assert "FIELD: replicas <integer>" in replicas
+    # The OpenAPI v2 (protobuf) too, as kubectl reads it for the v2 output.
+    v2 = kubectl.run("explain", "ji.spec.levels", "--output=plaintext-openapiv2").stdout
+    assert "RESOURCE: levels <[]Object>" in v2 and "level\t<string> -required-" in v2
 
 
 def test_a_typo_is_refused_under_strict_and_warned_about_under_warn(world: tuple[Cluster, Kubectl]) -> None:

@@ -37,7 +37,7 @@ from kmock import KubernetesEmulator, RawHandler, Request
 from kmock import action as kmock_action
 from kmock import resource as kmock_resource
 
-from . import errors, openapi, tables
+from . import errors, openapi, openapi_proto, tables
 from .errors import ApiError
 from .patches import APPLY_PATCH, JSON_PATCH, MERGE_PATCH, STRATEGIC_MERGE_PATCH
 from .resources import ALL_VERBS, SUBRESOURCE_VERBS, ResourceType
@@ -376,6 +376,7 @@ class ApiServer:
         self.address = "127.0.0.1:0"
         self._closing = False
         self._watch_waiters: set[Waiter] = set()
+        self._openapi_proto: tuple[dict[str, Any], bytes] | None = None
         self._openapi_cache: (
             tuple[tuple[int, ...], list[ResourceType], dict[str, dict[str, Any]], dict[str, Any]] | None
         ) = None
@@ -498,6 +499,22 @@ class ApiServer:
 
     def _openapi(self, raw: aiohttp.web.BaseRequest, route: Route) -> aiohttp.web.Response:
         accept = raw.headers.get("Accept", "")
+        wanted = [t.split(";")[0].strip() for t in accept.split(",")]
+        if (
+            route.version == "v2"
+            and route.name is None
+            and any(t in openapi_proto.MEDIA_TYPES for t in wanted)
+        ):
+            self._openapi_documents()
+            assert self._openapi_cache is not None
+            if self._openapi_proto is None or self._openapi_proto[0] is not self._openapi_cache[3]:
+                self._openapi_proto = (
+                    self._openapi_cache[3],
+                    openapi_proto.encode_document(self._openapi_cache[3]),
+                )
+            return aiohttp.web.Response(
+                body=self._openapi_proto[1], content_type=openapi_proto.MEDIA_TYPES[1]
+            )
         if accept and not any(
             t.split(";")[0].strip() in ("application/json", "*/*", "application/*") for t in accept.split(",")
         ):

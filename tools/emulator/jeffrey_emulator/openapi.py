@@ -17,10 +17,9 @@ emulator (a CRD, or a built-in such as a Lease or a Job) appears in both documen
   (``dryRun``, ``fieldManager``, ``fieldValidation``, ``force``, selectors, ...) and the
   ``x-kubernetes-group-version-kind``/``x-kubernetes-action`` extensions clients look for.
 
-Differences from a real API server: ``/openapi/v2`` is served as JSON only (a client that insists
-on protobuf gets 406 Not Acceptable); the documents carry no ``securityDefinitions``; the
-definition of a custom resource is its schema as stored (no conversion of ``nullable`` or of
-CEL rules for v2).
+``/openapi/v2`` is served as JSON or, as client-go asks for it, protobuf (:mod:`.openapi_proto`).
+Differences from a real API server: the documents carry no ``securityDefinitions``; the v2
+definition of a custom resource is its schema as stored, less what Swagger 2.0 cannot express.
 """
 
 from __future__ import annotations
