@@ -638,3 +638,43 @@ async def test_a_scale_writer_owns_the_replicas(http: aiohttp.ClientSession, emu
     )
     assert status == 409
     assert body["message"].endswith('conflict with "horizontal-pod-autoscaler" using apps/v1: .spec.replicas')
+
+
+async def test_apply_to_the_status_subresource_owns_the_status_only(
+    http: aiohttp.ClientSession, emulator: Emulator
+) -> None:
+    emulator.create(labelled("st"))
+    config = {
+        "apiVersion": "jeffreyos.io/v1alpha1",
+        "kind": "JeffreyIntegration",
+        "metadata": {"name": "st", "namespace": "default"},
+        "spec": {"targetLevel": "CORE"},  # ignored on /status
+        "status": {"phase": "Stable"},
+    }
+    status, body, _ = await call(
+        http,
+        "PATCH",
+        f"{JI}/st/status",
+        json.dumps(config),
+        content_type=APPLY,
+        params={"fieldManager": "ctrl"},
+    )
+    assert status == 200 and body["status"]["phase"] == "Stable"
+    assert body["spec"]["targetLevel"] == "PRODUCTION"
+    assert managers(body)[("ctrl", "Apply", "status")] == {"f:status": {"f:phase": {}}}
+
+
+async def test_built_in_defaults_show_as_on_a_cluster(emulator: Emulator) -> None:
+    created = emulator.create(deployment_manifest("web", "default", replicas=1, image="example/web"))
+    pod = created["spec"]["template"]["spec"]
+    assert (pod["restartPolicy"], pod["dnsPolicy"], pod["terminationGracePeriodSeconds"]) == (
+        "Always",
+        "ClusterFirst",
+        30,
+    )
+    assert pod["containers"][0]["imagePullPolicy"] == "Always"  # no tag: latest
+    pinned = emulator.create(deployment_manifest("pinned", "default", replicas=1, image="example/web:1.2"))
+    assert pinned["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"] == "IfNotPresent"
+    namespace = emulator.ensure_namespace("labelled")
+    assert namespace["metadata"]["labels"] == {"kubernetes.io/metadata.name": "labelled"}
+    assert namespace["spec"] == {"finalizers": ["kubernetes"]}

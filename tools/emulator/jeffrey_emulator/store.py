@@ -523,6 +523,11 @@ class ObjectStore:
             status = obj.setdefault("status", {})
             if isinstance(status, dict) and "phase" not in status:
                 status["phase"] = "Terminating" if _meta(obj).get("deletionTimestamp") else "Active"
+            # As the API server: the name label (selectable by namespaceSelector) and the finalizer.
+            meta = obj.setdefault("metadata", {})
+            meta.setdefault("labels", {})["kubernetes.io/metadata.name"] = meta.get("name", "")
+            if isinstance(obj.setdefault("spec", {}), dict):
+                obj["spec"].setdefault("finalizers", ["kubernetes"])
         elif rt.storage_key == DEPLOYMENTS.storage_key:
             problems.extend(self._prepare_deployment(obj, old))
         elif rt.storage_key == CRDS.storage_key:
@@ -537,6 +542,9 @@ class ObjectStore:
         spec.setdefault("replicas", 1)
         spec.setdefault("revisionHistoryLimit", 10)
         spec.setdefault("progressDeadlineSeconds", 600)
+        template = spec.get("template")
+        if isinstance(template, dict) and isinstance(template.get("spec"), dict):
+            _default_pod_spec(template["spec"])
         strategy = spec.get("strategy")
         if not isinstance(strategy, dict):
             strategy = spec["strategy"] = {}
@@ -1414,6 +1422,31 @@ class ObjectStore:
         # replicas conflict with a later apply of another value, as on a cluster.
         result = self._write(rt, current, new, None, dry_run=dry_run, manager=manager, managed_as="scale")
         return self.scale_of(rt, result)
+
+
+def _default_pod_spec(pod: Body) -> None:
+    """The API server's defaults of a pod template that show in ``kubectl get -o yaml`` (and in
+    the diffs of GitOps tools): restart and DNS policy, grace period, and per container the pull
+    policy (``Always`` for ``:latest`` or no tag), termination message and port protocol."""
+    pod.setdefault("restartPolicy", "Always")
+    pod.setdefault("terminationGracePeriodSeconds", 30)
+    pod.setdefault("dnsPolicy", "ClusterFirst")
+    pod.setdefault("securityContext", {})
+    pod.setdefault("schedulerName", "default-scheduler")
+    for key in ("containers", "initContainers"):
+        for container in pod.get(key) or []:
+            if not isinstance(container, dict):
+                continue
+            image = str(container.get("image") or "")
+            tag = image.rsplit("/", 1)[-1].partition("@")[0].partition(":")[2]
+            latest = "@" not in image and tag in ("", "latest")
+            container.setdefault("imagePullPolicy", "Always" if latest else "IfNotPresent")
+            container.setdefault("terminationMessagePath", "/dev/termination-log")
+            container.setdefault("terminationMessagePolicy", "File")
+            container.setdefault("resources", {})
+            for port in container.get("ports") or []:
+                if isinstance(port, dict):
+                    port.setdefault("protocol", "TCP")
 
 
 def _patch_options_invalid(field_name: str, kind: str, detail: str) -> ApiError:
