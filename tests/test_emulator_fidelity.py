@@ -7,6 +7,7 @@ tests/test_kubectl.py runs the real kubectl against the same features.
 from __future__ import annotations
 
 import copy
+import datetime
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -19,7 +20,7 @@ import yaml
 from emulator_fixtures import MINIMAL_JEFFREY_CRD, jeffrey_crd_dict, jeffrey_integration
 from jeffrey_emulator import Emulator, ObjectStore, ResourceType, deployment_manifest, openapi
 from jeffrey_emulator.managed import render_path
-from jeffrey_emulator.tables import human_duration, jsonpath
+from jeffrey_emulator.tables import human_duration, jsonpath, table
 from operator_fixtures import ROOT
 
 JI = "/apis/jeffreyos.io/v1alpha1/namespaces/default/jeffreyintegrations"
@@ -678,3 +679,30 @@ async def test_built_in_defaults_show_as_on_a_cluster(emulator: Emulator) -> Non
     namespace = emulator.ensure_namespace("labelled")
     assert namespace["metadata"]["labels"] == {"kubernetes.io/metadata.name": "labelled"}
     assert namespace["spec"] == {"finalizers": ["kubernetes"]}
+
+
+def test_a_job_table_has_the_api_servers_columns_once_jobs_are_served() -> None:
+    jobs = ResourceType(
+        group="batch", version="v1", plural="jobs", kind="Job", singular="job", namespaced=True
+    )
+    now = datetime.datetime(2026, 1, 1, 0, 10, tzinfo=datetime.UTC)
+    job = {
+        "metadata": {"name": "check", "creationTimestamp": "2026-01-01T00:00:00Z"},
+        "spec": {"completions": 1, "template": {"spec": {"containers": [{"name": "c", "image": "busybox"}]}}},
+        "status": {
+            "succeeded": 1,
+            "startTime": "2026-01-01T00:00:00Z",
+            "completionTime": "2026-01-01T00:00:07Z",
+            "conditions": [{"type": "Complete", "status": "True"}],
+        },
+    }
+    rendered = table(jobs, [job, {"metadata": {"name": "new"}, "spec": {}}], metadata={}, now=now)
+    assert [c["name"] for c in rendered["columnDefinitions"]][:5] == [
+        "Name",
+        "Status",
+        "Completions",
+        "Duration",
+        "Age",
+    ]
+    assert rendered["rows"][0]["cells"][:6] == ["check", "Complete", "1/1", "7s", "10m", "c"]
+    assert rendered["rows"][1]["cells"][:5] == ["new", "Running", "0/1", "", "<unknown>"]

@@ -5,7 +5,7 @@ asks for them: the server decides the columns, kubectl only prints them.
   the API server types cells: ``date`` as an age, ``integer``/``number``/``boolean`` as JSON values),
   ``Name`` first; a CRD without columns gets ``Age``, as the API server defaults it;
 * built-ins: the columns of the API server's printers for the kinds in :data:`BUILTIN_COLUMNS`
-  (Deployments, Events, Namespaces, ConfigMaps, Secrets, Leases; more can be registered with
+  (Deployments, Events, Namespaces, ConfigMaps, Secrets, Leases, Jobs; more can be registered with
   :func:`register_columns`); any other kind gets the API server's default (``Name``, ``Created At``).
 
 Every cell is computed (``priority: 1`` columns too: kubectl shows them with ``-o wide``). Rows carry
@@ -436,6 +436,56 @@ _LEASE = (
     AGE,
 )
 
+
+def _job_status(obj: Mapping[str, Any]) -> str:
+    conditions = {
+        c.get("type"): c.get("status")
+        for c in _path(obj, "status", "conditions") or []
+        if isinstance(c, Mapping)
+    }
+    for kind in ("Complete", "Failed"):
+        if conditions.get(kind) == "True":
+            return kind
+    if (obj.get("metadata") or {}).get("deletionTimestamp"):
+        return "Terminating"
+    for kind in ("FailureTarget", "SuccessCriteriaMet"):
+        if conditions.get(kind) == "True":
+            return kind
+    return "Suspended" if _path(obj, "spec", "suspend") is True else "Running"
+
+
+def _job_completions(obj: Mapping[str, Any]) -> str:
+    succeeded = _int(_path(obj, "status", "succeeded"))
+    completions = _path(obj, "spec", "completions")
+    if isinstance(completions, int):
+        return f"{succeeded}/{completions}"
+    parallelism = _path(obj, "spec", "parallelism")
+    if isinstance(parallelism, int) and parallelism > 1:
+        return f"{succeeded}/1 of {parallelism}"
+    return f"{succeeded}/1"
+
+
+def _job_duration(obj: Mapping[str, Any], now: datetime.datetime) -> str:
+    start = parse_time(_path(obj, "status", "startTime"))
+    if start is None:
+        return ""
+    end = parse_time(_path(obj, "status", "completionTime")) or now
+    return human_duration((end - start).total_seconds())
+
+
+_JOB = (
+    NAME,
+    Column("Status", lambda o, _n: _job_status(o), description="Status of the job."),
+    Column(
+        "Completions",
+        lambda o, _n: _job_completions(o),
+        description="The desired and successful completions.",
+    ),
+    Column("Duration", _job_duration, description="Time required to complete the job."),
+    AGE,
+    *_DEPLOYMENT[5:],  # Containers, Images, Selector (priority 1) from the pod template, alike
+)
+
 #: The columns of built-in kinds by ``(group, kind)``, as the API server's printers define them.
 BUILTIN_COLUMNS: dict[tuple[str, str], tuple[Column, ...]] = {
     ("apps", "Deployment"): _DEPLOYMENT,
@@ -444,6 +494,7 @@ BUILTIN_COLUMNS: dict[tuple[str, str], tuple[Column, ...]] = {
     ("", "ConfigMap"): _CONFIGMAP,
     ("", "Secret"): _SECRET,
     ("coordination.k8s.io", "Lease"): _LEASE,
+    ("batch", "Job"): _JOB,  # served once a Job resource is added (see resources.py)
 }
 
 
