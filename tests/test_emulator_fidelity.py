@@ -638,7 +638,10 @@ async def test_a_scale_writer_owns_the_replicas(http: aiohttp.ClientSession, emu
         http, "PATCH", f"{DEPLOY}/web", config, content_type=APPLY, params={"fieldManager": "argocd"}
     )
     assert status == 409
-    assert body["message"].endswith('conflict with "horizontal-pod-autoscaler" using apps/v1: .spec.replicas')
+    assert body["message"] == (
+        "Apply failed with 1 conflict: "
+        'conflict with "horizontal-pod-autoscaler" with subresource "scale" using apps/v1: .spec.replicas'
+    )
 
 
 async def test_apply_to_the_status_subresource_owns_the_status_only(

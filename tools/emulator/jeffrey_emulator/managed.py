@@ -277,8 +277,11 @@ class Entry:
         return (self.manager, self.operation, version, self.subresource)
 
     def describe(self) -> str:
-        """``"kubectl-patch" using jeffreyos.io/v1alpha1`` (updaters) or ``"helm"`` (appliers)."""
+        """``"kubectl-patch" using jeffreyos.io/v1alpha1`` (updaters), ``"helm"`` (appliers),
+        ``"hpa" with subresource "scale" using apps/v1``: the API server's ``printManager``."""
         name = json.dumps(self.manager)
+        if self.subresource:
+            name += f" with subresource {json.dumps(self.subresource)}"
         return f"{name} using {self.api_version}" if self.operation == "Update" else name
 
     def render(self) -> dict[str, Any]:
