@@ -155,3 +155,7 @@ def cluster_fixture() -> Iterator[Cluster]:
         cluster.stop_operator()
         bg.stop()
     emu.assert_no_server_errors()
+    # A field the CRD does not declare is dropped by a real API server (fieldValidation=Warn, the
+    # default for the operator's and kopf's writes): what the operator writes must be in the CRD.
+    warned = [f"{r.method} {r.path}: {r.warnings}" for r in emu.requests.warned()]
+    assert not warned, "writes with fields the API server drops:\n" + "\n".join(warned)

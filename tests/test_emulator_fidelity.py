@@ -294,6 +294,7 @@ async def test_field_validation_strict_warn_and_ignore(
     status, created, warnings = await call(http, "POST", JI, typo)  # no parameter: Warn
     assert status == 201 and warnings == ['299 - "unknown field \\"spec.targetLvel\\""']
     assert "targetLvel" not in created["spec"] and created["spec"]["targetLevel"] == "PRODUCTION"
+    assert [r.warnings for r in emulator.requests.warned()] == [['unknown field "spec.targetLvel"']]
 
     patch = {"spec": {"pausd": True}, "metadata": {"labelz": {}}}
     status, body, _ = await call(

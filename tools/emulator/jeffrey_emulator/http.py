@@ -150,6 +150,8 @@ class RequestRecord:
     body: Any = None
     status: int = 0
     reason: str | None = None
+    #: The ``Warning`` headers of the response (``unknown field "spec.x"`` under fieldValidation=Warn).
+    warnings: list[str] = field(default_factory=list)
     intercepted: bool = False  # served by a kmock reaction injected by a test
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
@@ -293,6 +295,10 @@ class RequestLog(Sequence[RequestRecord]):
     def server_errors(self) -> list[RequestRecord]:
         """Requests answered with 5xx (should always be empty)."""
         return [record for record in self if record.status >= 500]
+
+    def warned(self) -> list[RequestRecord]:
+        """Requests answered with ``Warning`` headers (fields a real server would drop, too)."""
+        return [record for record in self if record.warnings]
 
 
 # ---------------------------------------------------------------------------------- the API
@@ -653,7 +659,7 @@ class ApiServer:
             return await self._watch(raw, record, rt, namespace=ns, name=route.name, query=query)
         field_validation = _field_validation(query)
         manager = _field_manager(raw, query)
-        warnings: list[str] = []
+        warnings = record.warnings
         if verb == "create":
             obj = self._parse_body(body, raw.content_type)
             if not isinstance(obj, dict):
