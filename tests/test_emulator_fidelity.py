@@ -633,8 +633,11 @@ async def test_a_scale_writer_owns_the_replicas(http: aiohttp.ClientSession, emu
         params={"fieldManager": "horizontal-pod-autoscaler"},
     )
     assert status == 200
+    await emulator.deployments.wait_idle()
     owners = managers(emulator.get("deployments", "default", "web"))
     assert owners[("horizontal-pod-autoscaler", "Update", "scale")] == {"f:spec": {"f:replicas": {}}}
+    controller = owners[("kube-controller-manager", "Update", "status")]["f:status"]
+    assert {"f:readyReplicas", "f:conditions", "f:observedGeneration"} <= set(controller)
     status, body, _ = await call(
         http, "PATCH", f"{DEPLOY}/web", config, content_type=APPLY, params={"fieldManager": "argocd"}
     )

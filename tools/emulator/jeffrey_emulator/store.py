@@ -1049,9 +1049,11 @@ class ObjectStore:
         *,
         subresource: str | None = None,
         validate: bool = True,
+        manager: str | None = None,
     ) -> Body:
         """Atomically read-modify-write an object: ``fn`` gets a copy, changes it (or returns a new
-        one). Goes through the same write path as the API (status separation, events, rv)."""
+        one). Goes through the same write path as the API (status separation, events, rv);
+        ``manager``: the field manager it is recorded for in ``managedFields``."""
         rt = self.resolve(ref)
         with self._lock:
             current = self._current(rt, namespace, name)
@@ -1060,7 +1062,7 @@ class ObjectStore:
             draft = self._convert(current, rt)
             result = fn(draft)
             new = result if result is not None else draft
-            return self._write(rt, current, new, subresource, validate=validate)
+            return self._write(rt, current, new, subresource, validate=validate, manager=manager)
 
     def set_status(
         self, ref: ResourceRef, namespace: str | None, name: str, status: Mapping[str, Any]
