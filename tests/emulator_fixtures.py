@@ -22,6 +22,10 @@ Fixtures:
 * ``minimal_jeffrey_crd`` — always the hand-written one (status preserves unknown fields).
 
 Every emulator fixture fails the test at teardown if the emulated API answered with a 5xx.
+Namespaces are real objects: the emulators start with ``default`` (pass ``namespaces=(...)`` in
+``emulator_options`` or call ``emu.ensure_namespace(name)`` for others; a write into a missing
+namespace answers 404 as on a cluster). ``require_kubectl()`` gives the real kubectl 1.31
+(``.tools/bin/kubectl``), skipping locally and failing under ``JEFFREY_REQUIRE_ALL=1`` without it.
 """
 
 from __future__ import annotations
