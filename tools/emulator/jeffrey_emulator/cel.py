@@ -9,8 +9,9 @@ What the API server does, and this module too:
 * a rule that is false fails with ``messageExpression`` (evaluated, must be a non-empty string), or
   ``message``, or ``failed rule: <rule>``; ``reason`` (FieldValueInvalid, FieldValueForbidden,
   FieldValueRequired, FieldValueDuplicate) and ``fieldPath`` shape the error;
-* a rule that fails at run time (``no such key``, a type error) is an Invalid error naming the rule,
-  as the API server reports it; a rule that does not compile makes the CRD itself invalid.
+* a rule that fails at run time (``no such key: team evaluating rule: <message or rule>``, a type
+  error) is an Invalid error, worded as the API server words it; a rule that does not compile
+  makes the CRD itself invalid.
 
 Differences: the Kubernetes CEL libraries are only partly there (``lowerAscii``, ``upperAscii``,
 ``trim``, ``split``, ``join``, ``indexOf``, ``lastIndexOf``, ``replace``, ``isSorted``, ``sum``,
@@ -117,6 +118,11 @@ class CelRule:
     reason: str
     field_path: str
 
+    @property
+    def name(self) -> str:
+        """How the API server names a rule in errors (``ruleErrorString``): its message, or itself."""
+        return self.message.strip() if self.message else self.rule.strip()
+
     def default_message(self) -> str:
         return self.message.strip() if self.message else f"failed rule: {self.rule.strip()}"
 
@@ -163,6 +169,16 @@ def _evaluate(program: Any, activation: Mapping[str, Any]) -> Any:
     return result
 
 
+def _go_error(error: CELEvalError) -> str:
+    """A run-time error as cel-go words it (``no such key: team``)."""
+    args = error.args
+    if len(args) >= 3 and args[1] is KeyError and args[2]:
+        return f"no such key: {args[2][0] if isinstance(args[2], tuple) else args[2]}"
+    message = str(args[0] if args else error)
+    found = re.search(r"no such member in mapping: '([^']*)'", message)
+    return f"no such key: {found[1]}" if found else message
+
+
 def _unsupported(error: Exception) -> bool:
     return "undeclared reference" in str(error.args[0] if error.args else error)
 
@@ -194,8 +210,9 @@ def evaluate_rules(
                     "CEL rule %r skipped: %s is not available in the emulator", rule.rule, e.args[-1]
                 )
                 continue
-            detail = str(e.args[0] if e.args else e)
-            problems.append(FieldError(field, "Invalid", shown_type, f"{rule.default_message()}: {detail}"))
+            problems.append(
+                FieldError(field, "Invalid", shown_type, f"{_go_error(e)} evaluating rule: {rule.name}")
+            )
             continue
         if bool(passed):
             continue
