@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import datetime
+import doctest
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -716,3 +717,10 @@ def test_a_job_table_has_the_api_servers_columns_once_jobs_are_served() -> None:
     ]
     assert rendered["rows"][0]["cells"][:6] == ["check", "Complete", "1/1", "7s", "10m", "c"]
     assert rendered["rows"][1]["cells"][:5] == ["new", "Running", "0/1", "", "<unknown>"]
+
+
+def test_the_worked_examples_in_the_docstrings_hold() -> None:
+    from jeffrey_emulator import tables as tables_module  # the module, not the function imported above
+
+    result = doctest.testmod(tables_module)
+    assert result.attempted >= 2 and result.failed == 0
