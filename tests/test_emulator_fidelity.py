@@ -9,7 +9,9 @@ from __future__ import annotations
 import copy
 import datetime
 import doctest
+import importlib.util
 import json
+import os
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -724,3 +726,28 @@ def test_the_worked_examples_in_the_docstrings_hold() -> None:
 
     result = doctest.testmod(tables_module)
     assert result.attempted >= 2 and result.failed == 0
+
+
+def test_the_built_in_schemas_are_those_the_generator_makes() -> None:
+    """``builtin_schemas.json`` is generated (tools/emulator/scripts/gen_builtin_schemas.py) from the
+    Kubernetes 1.31 definitions in kubernetes-validate (installed in .tools/checkov by make deps)."""
+    sources = sorted(
+        (ROOT / ".tools" / "checkov").glob(
+            "lib/python*/site-packages/kubernetes_validate/kubernetes-json-schema/v1.31.0-local/_definitions.json"
+        )
+    )
+    if not sources:
+        message = "kubernetes-validate is not installed in .tools/checkov (make deps)"
+        if os.environ.get("JEFFREY_REQUIRE_ALL") == "1":
+            pytest.fail(message + " and JEFFREY_REQUIRE_ALL=1")
+        pytest.skip(message)
+    script = ROOT / "tools" / "emulator" / "scripts" / "gen_builtin_schemas.py"
+    spec = importlib.util.spec_from_file_location("gen_builtin_schemas", script)
+    assert spec is not None and spec.loader is not None
+    generator = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generator)
+    expected = generator.build(json.loads(sources[0].read_text(encoding="utf-8")))
+    vendored = ROOT / "tools" / "emulator" / "jeffrey_emulator" / "builtin_schemas.json"
+    assert json.loads(vendored.read_text(encoding="utf-8")) == expected, (
+        f"stale: run python {script} {sources[0]}"
+    )
