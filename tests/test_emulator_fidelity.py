@@ -332,6 +332,15 @@ async def test_field_validation_strict_warn_and_ignore(
     assert status == 400 and "fieldValidation" in body["message"]
 
 
+async def test_annotations_are_limited_to_256_kib(http: aiohttp.ClientSession) -> None:
+    """Why big CRDs need server-side apply: kubectl's last-applied annotation would not fit."""
+    body = labelled("big")
+    body["metadata"]["annotations"] = {"kubectl.kubernetes.io/last-applied-configuration": "x" * 262144}
+    status, answer, _ = await call(http, "POST", JI, body)
+    assert status == 422
+    assert answer["message"].endswith("metadata.annotations: Too long: must have at most 262144 bytes")
+
+
 async def test_dry_run_answers_but_stores_nothing(http: aiohttp.ClientSession, emulator: Emulator) -> None:
     before = emulator.store.resource_version
     status, body, _ = await call(http, "POST", JI, labelled("dry"), params={"dryRun": "All"})

@@ -67,6 +67,7 @@ _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 _LABEL_KEY_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
 _GENERATE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+_MAX_ANNOTATIONS_BYTES = 256 * 1024  # apimachinery's TotalAnnotationSizeLimitB
 
 #: metadata fields that only the server sets (copied from the stored object on every update).
 _SERVER_METADATA = (
@@ -479,6 +480,18 @@ class ObjectStore:
                             "and end with an alphanumeric character",
                         )
                     )
+        annotations = meta.get("annotations")
+        if isinstance(annotations, dict):
+            size = sum(len(k) + len(v) for k, v in annotations.items() if isinstance(v, str))
+            if size > _MAX_ANNOTATIONS_BYTES:  # why big CRDs need server-side apply (no last-applied)
+                problems.append(
+                    FieldError(
+                        "metadata.annotations",
+                        "TooLong",
+                        None,
+                        f"must have at most {_MAX_ANNOTATIONS_BYTES} bytes",
+                    )
+                )
         finalizers = meta.get("finalizers")
         if finalizers is not None and (
             not isinstance(finalizers, list) or not all(isinstance(f, str) for f in finalizers)
