@@ -180,6 +180,24 @@ async def test_openapi_built_in_kinds_carry_the_kubernetes_1_31_schemas(http: ai
     assert status == 406 and body["reason"] == "NotAcceptable"
 
 
+async def test_aggregated_discovery_is_served_to_who_asks_for_it_first(http: aiohttp.ClientSession) -> None:
+    aggregated = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
+    async with http.get("/apis", headers={"Accept": f"{aggregated},application/json"}) as response:
+        assert response.headers["Content-Type"] == aggregated  # how client-go tells the formats apart
+        body = await response.json()
+    assert body["kind"] == "APIGroupDiscoveryList" and body["apiVersion"] == "apidiscovery.k8s.io/v2"
+    apps = next(i for i in body["items"] if i["metadata"]["name"] == "apps")
+    (deployments,) = [r for r in apps["versions"][0]["resources"] if r["resource"] == "deployments"]
+    assert deployments["responseKind"] == {"group": "apps", "version": "v1", "kind": "Deployment"}
+    assert deployments["scope"] == "Namespaced" and deployments["shortNames"] == ["deploy"]
+    assert [s["subresource"] for s in deployments["subresources"]] == ["status", "scale"]
+    assert apps["versions"][0]["freshness"] == "Current"
+    _, core, _ = await call(http, "GET", "/api", accept=aggregated)
+    assert [i["metadata"]["name"] for i in core["items"]] == [""]
+    _, legacy, _ = await call(http, "GET", "/apis", accept="application/json")
+    assert legacy["kind"] == "APIGroupList"  # everybody else: the classic documents
+
+
 # ------------------------------------------------------------------------------------- tables
 
 

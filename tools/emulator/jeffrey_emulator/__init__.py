@@ -12,7 +12,8 @@ which is not safe for several emulators in threads; we run our own aiohttp ``Ser
 
 What it does (real API semantics):
 
-* discovery (``/api``, ``/api/v1``, ``/apis``, ``/apis/{group}[/{version}]``, ``/version``);
+* discovery (``/api``, ``/api/v1``, ``/apis``, ``/apis/{group}[/{version}]``, ``/version``; the
+  aggregated ``apidiscovery.k8s.io/v2`` document for clients that ask for it);
 * core ``namespaces``, ``events``, ``secrets``, ``configmaps``; ``apps/v1`` ``deployments`` (with
   ``/status`` and ``/scale``); ``events.k8s.io/v1`` events; ``coordination.k8s.io/v1`` leases;
   ``apiextensions.k8s.io/v1`` CRDs (creating one serves its resource); kopf's ``kopfpeerings`` and

@@ -320,6 +320,16 @@ def _field_manager(raw: aiohttp.web.BaseRequest, query: Mapping[str, str]) -> st
     return agent[:128] or "unknown"
 
 
+AGGREGATED_DISCOVERY = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
+
+
+def _wants_aggregated(accept: str | None) -> bool:
+    """Whether the client's first choice is the aggregated discovery document (kubectl's is)."""
+    first = (accept or "").split(",")[0]
+    params = dict(p.strip().split("=", 1) for p in first.split(";")[1:] if "=" in p)
+    return params == {"g": "apidiscovery.k8s.io", "v": "v2", "as": "APIGroupDiscoveryList"}
+
+
 _FIELD_VALIDATIONS: dict[str, FieldValidation] = {"Strict": "Strict", "Warn": "Warn", "Ignore": "Ignore"}
 
 
@@ -543,6 +553,53 @@ class ApiServer:
             return aiohttp.web.json_response(document, headers=headers)
         raise errors.endpoint_not_found()
 
+    def aggregated_discovery(self, *, core: bool) -> dict[str, Any]:
+        """``apidiscovery.k8s.io/v2`` ``APIGroupDiscoveryList`` of ``/api`` (core) or ``/apis``: all
+        groups, versions and resources in one document, as kubectl 1.31 asks for them first."""
+        items = []
+        for group, versions in sorted(self._group_versions().items()):
+            if (group == "") != core:
+                continue
+            preferred = self._preferred(versions)
+            ordered = [preferred, *sorted(v for v in versions if v != preferred)]
+            entries = []
+            for version in ordered:
+                resources = []
+                for rt in sorted(versions[version], key=lambda r: r.plural):
+                    kind = {"group": rt.group, "version": rt.version, "kind": rt.kind}
+                    entry: dict[str, Any] = {
+                        "resource": rt.plural,
+                        "responseKind": kind,
+                        "scope": "Namespaced" if rt.namespaced else "Cluster",
+                        "singularResource": rt.singular,
+                        "verbs": list(ALL_VERBS),
+                    }
+                    if rt.short_names:
+                        entry["shortNames"] = list(rt.short_names)
+                    if rt.categories:
+                        entry["categories"] = list(rt.categories)
+                    subresources = []
+                    if rt.status_subresource:
+                        subresources.append(
+                            {"subresource": "status", "responseKind": kind, "verbs": list(SUBRESOURCE_VERBS)}
+                        )
+                    if rt.scale is not None:
+                        scale = {"group": "autoscaling", "version": "v1", "kind": "Scale"}
+                        subresources.append(
+                            {"subresource": "scale", "responseKind": scale, "verbs": list(SUBRESOURCE_VERBS)}
+                        )
+                    if subresources:
+                        entry["subresources"] = subresources
+                    resources.append(entry)
+                entries.append({"version": version, "resources": resources, "freshness": "Current"})
+            items.append({"metadata": {"name": group, "creationTimestamp": None}, "versions": entries})
+        return {
+            "kind": "APIGroupDiscoveryList",
+            "apiVersion": "apidiscovery.k8s.io/v2",
+            "metadata": {},
+            "items": items,
+        }
+
     def root_paths(self) -> dict[str, Any]:
         paths = {
             "/api",
@@ -606,6 +663,9 @@ class ApiServer:
         if route.kind in ("api", "apis", "group", "resources"):
             if raw.method != "GET":
                 raise errors.method_not_allowed()
+            if route.kind in ("api", "apis") and _wants_aggregated(raw.headers.get("Accept")):
+                body = json.dumps(self.aggregated_discovery(core=route.kind == "api")).encode()
+                return aiohttp.web.Response(body=body, headers={"Content-Type": AGGREGATED_DISCOVERY})
             return _json(self.discovery(route))
         if route.kind != "object" or route.group is None or route.version is None or route.plural is None:
             raise errors.endpoint_not_found()
