@@ -121,6 +121,9 @@ class PlaygroundOptions:
     #: ``--keep``: run the whole system until Ctrl-C/SIGTERM (no scripted fault, no summary); the
     #: operator watches every namespace.
     keep: bool = False
+    #: Port of the web dashboard (``jeffreyctl dashboard``, served in-process); any free port
+    #: when this one is taken.
+    dashboard_port: int = 3100
 
     @classmethod
     def detect(cls, non_interactive: bool, speed: float, keep: bool = False) -> PlaygroundOptions:
@@ -392,6 +395,8 @@ class Playground:
         self.seen: dict[tuple[str, str], int] = {}  # --keep: transitions reported, per integration
         self.kubeconfig: Path | None = None
         self.gates: _ClosableGates | None = None
+        self.dashboard: Any = None  # BackgroundDashboard
+        self.dashboard_url = ""
 
     # -------------------------------------------------------------------------------- parts
     def start_parts(self, spec_modules: list[str]) -> None:
@@ -494,6 +499,43 @@ class Playground:
             0, "the operator (kopf, the pure engine, the Kubernetes/Prometheus/Redis adapters), unchanged"
         )
 
+    def start_dashboard(self) -> None:
+        """``jeffreyctl dashboard`` in this process, through the emulated API like any client."""
+        from jeffrey_operator.ctl.client import connect
+        from jeffrey_operator.ctl.dashboard.server import BackgroundDashboard, DashboardOptions
+
+        for port in (self.options.dashboard_port, 0):
+            options = DashboardOptions(
+                port=port, namespace=NAMESPACE, prometheus_url=self.prometheus_url, redis_url=self.redis_url
+            )
+            dashboard = BackgroundDashboard(options, connect(str(self.kubeconfig)))
+            try:
+                self.dashboard_url = dashboard.start()
+            except Exception:
+                dashboard.stop()
+                if port == 0:
+                    raise
+                continue
+            self.dashboard = dashboard
+            break
+        self.display.say(
+            f"  real      the dashboard (jeffreyctl dashboard, in this process): open {self.dashboard_url}"
+        )
+
+    def dashboard_saw(self) -> str:
+        """What the dashboard's own API shows of the integration now (proof that it serves)."""
+        if not self.dashboard_url:
+            return ""
+        try:
+            snapshot = http_json(self.dashboard_url + "api/integrations")
+        except OSError as exc:
+            return f"the dashboard did not answer: {exc}"
+        items = {i["key"]: i for i in snapshot.get("items", [])}
+        item = items.get(f"{NAMESPACE}/{NAME}")
+        if item is None:
+            return f"the dashboard shows no {NAMESPACE}/{NAME}"
+        return f"{item['key']} {item['phase']} ({item['health']}), current {item['currentLevel']}"
+
     # ---------------------------------------------------------------------------------- loop
     def read(self) -> dict[str, Any] | None:
         from jeffrey_operator.core.models import GROUP, PLURAL, VERSION
@@ -572,6 +614,8 @@ class Playground:
             else "# Prometheus: not installed",
             f"# Redis: {self.redis_url}" if self.redis_url else "# Redis: not installed",
         ]
+        if self.dashboard_url:
+            lines.append(f"# Dashboard: {self.dashboard_url}")
         return lines
 
     def report_all(self) -> None:
@@ -608,6 +652,7 @@ class Playground:
                 for module in modules:
                     self.emulator.create(deployment_manifest(module, NAMESPACE, replicas=0))
                 self.start_operator()
+                self.start_dashboard()
                 held, d.held = d.held, None
                 d.say("Jeffrey OS playground, kept running until Ctrl-C. Paste into another terminal:")
                 for line in self.paste_lines():
@@ -663,6 +708,7 @@ class Playground:
                 for module in modules:
                     self.emulator.create(deployment_manifest(module, NAMESPACE, replicas=0))
                 self.start_operator()
+                self.start_dashboard()
                 p = spec["promotion"]
                 d.say(
                     f"The ladder: {len(spec['levels'])} levels, {len(modules)} module Deployments "
@@ -703,6 +749,8 @@ class Playground:
             + (", Redis" if self.redis_url else "")
         )
         header = f"Jeffrey OS playground  [{header_real}; emulated: Kubernetes API, pods; simulated: modules]"
+        if self.dashboard_url:
+            header += f"\nin your browser: {self.dashboard_url}"
         body = dict(
             apiVersion="jeffreyos.io/v1alpha1",
             kind="JeffreyIntegration",
@@ -780,6 +828,9 @@ class Playground:
         d.line(f"ROLLED BACK to CORE: {record.reason if record else '?'}: {record.message if record else ''}")
         d.frame(final, header, force=True)
         self.show_ctl()
+        saw = self.dashboard_saw()
+        if saw:
+            self.display.say(f"dashboard at {self.dashboard_url} shows: {saw}")
         self.outcome.redis_history = self.redis_count()
 
     def show_ctl(self) -> None:
@@ -852,6 +903,7 @@ class Playground:
     def cleanup(self, *, keep_logs: bool) -> None:
         """Stop everything we started: the operator, the simulators, the emulator, the children."""
         steps: list[tuple[str, Any]] = [
+            ("dashboard", lambda: self.dashboard.stop() if self.dashboard else None),
             ("gate port", lambda: self.gates.close() if self.gates else None),
             ("operator", lambda: self.operator.stop(timeout=15) if self.operator else None),
             ("simulators", lambda: self.fleet.stop() if self.fleet else None),
