@@ -583,6 +583,25 @@ async def test_cel_rules_are_evaluated_for_real(http: aiohttp.ClientSession, emu
     assert emulator.store.try_get("ji", "default", "cel") is not None
 
 
+async def test_validation_ratchets_values_an_update_leaves_alone(
+    http: aiohttp.ClientSession, emulator: Emulator
+) -> None:
+    emulator.create(labelled("old", targetLevel="LOOPS"))
+    stricter = fidelity_crd()
+    spec = stricter["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    spec["properties"]["targetLevel"]["enum"] = ["CORE", "COGNITIVE"]  # LOOPS is not allowed any more
+    emulator.register_crd(stricter)
+    merge = "application/merge-patch+json"
+    status, _, _ = await call(
+        http, "PATCH", f"{JI}/old", {"spec": {"labels": {"team": "sre"}}}, content_type=merge
+    )
+    assert status == 200  # targetLevel: LOOPS is kept as it was (ratcheting, as since Kubernetes 1.30)
+    status, body, _ = await call(
+        http, "PATCH", f"{JI}/old", {"spec": {"targetLevel": "PRODUCTION"}}, content_type=merge
+    )
+    assert status == 422 and 'spec.targetLevel: Unsupported value: "PRODUCTION"' in body["message"]
+
+
 async def test_a_crd_whose_rules_do_not_compile_is_refused(http: aiohttp.ClientSession) -> None:
     crd = copy.deepcopy(MINIMAL_JEFFREY_CRD)
     crd["metadata"]["name"] = "widgets.example.com"

@@ -41,8 +41,8 @@ What it does NOT do (the full list is in docs/emulator.md): no authentication be
 fixed bearer token, no RBAC, no admission (webhooks, quotas, limit ranges), no pods, ReplicaSets,
 Services or any other controller than the Deployment one, no protobuf/CBOR objects, no TLS, no
 CRD conversion webhooks (versions are converted by rewriting ``apiVersion``), no validation of
-built-in kinds beyond names, labels, unknown fields and the basics of Deployments, no validation
-ratcheting, no ``format`` checks, and lists are always served from the latest state
+built-in kinds beyond names, labels, unknown fields and the basics of Deployments, no ``format``
+checks, and lists are always served from the latest state
 (``resourceVersion``/``resourceVersionMatch`` on lists are ignored).
 Core ``v1`` events and ``events.k8s.io/v1`` events are stored separately.
 """

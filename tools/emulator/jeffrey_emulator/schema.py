@@ -15,8 +15,8 @@ A subset of what kube-apiserver does with a CRD's ``openAPIV3Schema``, in the sa
 * CEL ``x-kubernetes-validations`` with a real CEL implementation (see :mod:`.cel`), with
   ``oldSelf`` bound on updates (transition rules).
 
-Not implemented: ``format`` checks and validation ratcheting (an update that leaves an invalid
-value unchanged is refused, where a 1.31 server may let it through).
+Not implemented: ``format`` checks. Validation ratcheting is the store's (it drops the errors at
+values an update leaves unchanged).
 """
 
 from __future__ import annotations

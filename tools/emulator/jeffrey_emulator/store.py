@@ -669,7 +669,10 @@ class ObjectStore:
         obj.update(pruned)
         if old is None:
             return schema.validate(obj, rt.schema)
-        return schema.validate(obj, rt.schema, old=old)
+        # Validation ratcheting (on by default since 1.30): an update may keep a value that has
+        # become invalid (a stricter CRD); only what it changes must be valid.
+        problems = schema.validate(obj, rt.schema, old=old)
+        return [p for p in problems if not _unchanged(p.field, obj, old)]
 
     def _generation_part(self, rt: ResourceType, obj: Mapping[str, Any]) -> Any:
         if rt.generation == "spec":
@@ -1437,6 +1440,25 @@ class ObjectStore:
         # replicas conflict with a later apply of another value, as on a cluster.
         result = self._write(rt, current, new, None, dry_run=dry_run, manager=manager, managed_as="scale")
         return self.scale_of(rt, result)
+
+
+_PATH_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def _unchanged(field_path: str, new: Any, old: Any) -> bool:
+    """Whether the value at a field path (``spec.levels[0].modules``) exists, equal, in both."""
+    a, b = new, old
+    for name, index in _PATH_PART.findall(field_path):
+        if name:
+            if not (isinstance(a, dict) and isinstance(b, dict) and name in a and name in b):
+                return False
+            a, b = a[name], b[name]
+        else:
+            i = int(index)
+            if not (isinstance(a, list) and isinstance(b, list) and i < len(a) and i < len(b)):
+                return False
+            a, b = a[i], b[i]
+    return bool(field_path) and patches.json_equal(a, b)
 
 
 def _default_pod_spec(pod: Body) -> None:
