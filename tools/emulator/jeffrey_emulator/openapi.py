@@ -276,6 +276,9 @@ _LIST_PARAMS = [
         "boolean",
     ),
 ]
+#: What the emulator honours on writes (kubectl's fieldValidation probe looks for it on PATCH).
+_WRITE_PARAMS = [_DRY_RUN, _FIELD_MANAGER, _FIELD_VALIDATION]
+_PATCH_PARAMS = [*_WRITE_PARAMS, _FORCE]
 _DELETE_PARAMS = [
     _DRY_RUN,
     _param(
@@ -320,7 +323,7 @@ def _operations(rt: ResourceType) -> dict[str, PathItem]:
         schema: str,
         params: list[dict[str, Any]],
         *,
-        kind: str | None = None,
+        gvk: dict[str, str] | None = None,
         body: str | None = None,
     ) -> dict[str, Any]:
         result: dict[str, Any] = {
@@ -333,7 +336,7 @@ def _operations(rt: ResourceType) -> dict[str, PathItem]:
                 "401": {"description": "Unauthorized"},
             },
             "x-kubernetes-action": action,
-            "x-kubernetes-group-version-kind": _gvk(rt, kind),
+            "x-kubernetes-group-version-kind": gvk or _gvk(rt),
         }
         if body is not None:
             result["body"] = body
@@ -347,7 +350,7 @@ def _operations(rt: ResourceType) -> dict[str, PathItem]:
                 "create",
                 f"create a {rt.kind}",
                 obj,
-                [_DRY_RUN, _FIELD_MANAGER, _FIELD_VALIDATION],
+                _WRITE_PARAMS,
                 body=obj,
             ),
             "delete": op(
@@ -366,7 +369,7 @@ def _operations(rt: ResourceType) -> dict[str, PathItem]:
                 "replace",
                 f"replace the specified {rt.kind}",
                 obj,
-                [_DRY_RUN, _FIELD_MANAGER, _FIELD_VALIDATION],
+                _WRITE_PARAMS,
                 body=obj,
             ),
             "patch": op(
@@ -374,7 +377,7 @@ def _operations(rt: ResourceType) -> dict[str, PathItem]:
                 "patch",
                 f"partially update the specified {rt.kind}",
                 obj,
-                [_DRY_RUN, _FIELD_MANAGER, _FIELD_VALIDATION, _FORCE],
+                _PATCH_PARAMS,
                 body=PATCH,
             ),
             "delete": op(
@@ -387,7 +390,8 @@ def _operations(rt: ResourceType) -> dict[str, PathItem]:
             "get": op("list", "list", f"list or watch objects of kind {rt.kind}", f"{obj}List", _LIST_PARAMS)
             | {"operationId": f"list{group_id}{_camel(rt.version)}{rt.kind}ForAllNamespaces"},
         }
-    for sub, schema_name, kind in (("status", obj, None), ("scale", SCALE, "Scale")):
+    scale = {"group": "autoscaling", "kind": "Scale", "version": "v1"}
+    for sub, schema_name, sub_gvk in (("status", obj, None), ("scale", SCALE, scale)):
         if sub not in rt.subresources:
             continue
         label = f"{rt.kind} {sub}"
@@ -398,7 +402,7 @@ def _operations(rt: ResourceType) -> dict[str, PathItem]:
                 f"read {sub} of the specified {rt.kind}",
                 schema_name,
                 [],
-                kind=kind,
+                gvk=sub_gvk,
             )
             | {"operationId": f"read{ident}{_camel(sub)}"},
             "put": op(
@@ -406,8 +410,8 @@ def _operations(rt: ResourceType) -> dict[str, PathItem]:
                 "replace",
                 f"replace {label}",
                 schema_name,
-                [_DRY_RUN, _FIELD_MANAGER, _FIELD_VALIDATION],
-                kind=kind,
+                _WRITE_PARAMS,
+                gvk=sub_gvk,
                 body=schema_name,
             )
             | {"operationId": f"replace{ident}{_camel(sub)}"},
@@ -416,19 +420,12 @@ def _operations(rt: ResourceType) -> dict[str, PathItem]:
                 "patch",
                 f"partially update {label}",
                 schema_name,
-                [_DRY_RUN, _FIELD_MANAGER, _FIELD_VALIDATION, _FORCE],
-                kind=kind,
+                _PATCH_PARAMS,
+                gvk=sub_gvk,
                 body=PATCH,
             )
             | {"operationId": f"patch{ident}{_camel(sub)}"},
         }
-        if kind is not None:
-            for operation in paths[f"{item}/{sub}"].values():
-                operation["x-kubernetes-group-version-kind"] = {
-                    "group": "autoscaling",
-                    "kind": "Scale",
-                    "version": "v1",
-                }
     common = [_PRETTY]
     path_params = {
         "name": _param("name", "path", f"name of the {rt.kind}", required=True, uniqueItems=True),
