@@ -359,6 +359,17 @@ async def test_annotations_are_limited_to_256_kib(http: aiohttp.ClientSession) -
     assert answer["message"].endswith("metadata.annotations: Too long: must have at most 262144 bytes")
 
 
+async def test_duplicate_fields_are_strict_decoding_errors_too(http: aiohttp.ClientSession) -> None:
+    body = json.dumps(labelled("dup"))[:-2] + ', "targetLevel": "CORE", "paused": false, "paused": true}}'
+    status, answer, _ = await call(http, "POST", JI, body, params={"fieldValidation": "Strict"})
+    assert status == 400 and answer["message"].endswith(
+        'strict decoding error: duplicate field "spec.paused"'
+    )
+    status, created, warnings = await call(http, "POST", JI, body)
+    assert status == 201 and created["spec"]["paused"] is True  # the last one wins, as in Go
+    assert warnings == ['299 - "duplicate field \\"spec.paused\\""']
+
+
 async def test_dry_run_answers_but_stores_nothing(http: aiohttp.ClientSession, emulator: Emulator) -> None:
     before = emulator.store.resource_version
     status, body, _ = await call(http, "POST", JI, labelled("dry"), params={"dryRun": "All"})

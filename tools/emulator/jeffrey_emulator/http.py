@@ -320,6 +320,33 @@ def _field_manager(raw: aiohttp.web.BaseRequest, query: Mapping[str, str]) -> st
     return agent[:128] or "unknown"
 
 
+class _JsonObject(dict[str, Any]):
+    """A JSON object as parsed, with the keys it had more than once (for ``fieldValidation``)."""
+
+    duplicates: list[str]
+
+    @classmethod
+    def of(cls, pairs: list[tuple[str, Any]]) -> _JsonObject:
+        obj = cls()
+        obj.duplicates = []
+        for key, value in pairs:
+            if key in obj and key not in obj.duplicates:
+                obj.duplicates.append(key)
+            obj[key] = value
+        return obj
+
+
+def _plain(value: Any, path: str, duplicates: list[str]) -> Any:
+    """Plain dicts again, collecting the duplicate fields by path (``spec.levels[0].level``)."""
+    if isinstance(value, dict):
+        for key in getattr(value, "duplicates", ()):
+            duplicates.append(f"{path}.{key}" if path else key)
+        return {k: _plain(v, f"{path}.{k}" if path else k, duplicates) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v, f"{path}[{i}]", duplicates) for i, v in enumerate(value)]
+    return value
+
+
 AGGREGATED_DISCOVERY = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
 
 
@@ -721,7 +748,7 @@ class ApiServer:
         manager = _field_manager(raw, query)
         warnings = record.warnings
         if verb == "create":
-            obj = self._parse_body(body, raw.content_type)
+            obj, duplicates = self._parse_body(body, raw.content_type)
             if not isinstance(obj, dict):
                 raise errors.bad_request("the body of the request must be a JSON object")
             created = self.store.create(
@@ -732,10 +759,11 @@ class ApiServer:
                 field_validation=field_validation,
                 warnings=warnings,
                 manager=manager,
+                duplicates=duplicates,
             )
             return _json(created, status=201, warnings=warnings)
         if verb == "update":
-            obj = self._parse_body(body, raw.content_type)
+            obj, duplicates = self._parse_body(body, raw.content_type)
             if route.subresource == "scale":
                 return _json(self.store.update_scale(rt, ns, name, obj, dry_run=dry_run, manager=manager))
             if not isinstance(obj, dict):
@@ -750,6 +778,7 @@ class ApiServer:
                 field_validation=field_validation,
                 warnings=warnings,
                 manager=manager,
+                duplicates=duplicates,
             )
             return _json(updated, warnings=warnings)
         if verb == "patch":
@@ -823,7 +852,8 @@ class ApiServer:
         except (ValueError, UnicodeDecodeError) as e:
             raise errors.bad_request(f"couldn't get version/kind; json parse error: {e}") from None
 
-    def _parse_body(self, body: bytes, content_type: str) -> Any:
+    def _parse_body(self, body: bytes, content_type: str) -> tuple[Any, list[str]]:
+        """The object of a create or update, and its duplicate fields (``spec.targetLevel``)."""
         if content_type and content_type not in (
             "application/json",
             "application/octet-stream",
@@ -832,7 +862,12 @@ class ApiServer:
             raise errors.unsupported_media_type(content_type)
         if not body.strip():
             raise errors.bad_request("the body of the request is empty")
-        return self._parse_json(body)
+        try:
+            parsed = json.loads(body.decode("utf-8"), object_pairs_hook=_JsonObject.of)
+        except (ValueError, UnicodeDecodeError) as e:
+            raise errors.bad_request(f"couldn't get version/kind; json parse error: {e}") from None
+        duplicates: list[str] = []
+        return _plain(parsed, "", duplicates), duplicates
 
     def _list(self, rt: ResourceType, namespace: str | None, query: Mapping[str, str]) -> dict[str, Any]:
         labels = parse_label_selector(query.get("labelSelector"))

@@ -25,7 +25,7 @@ import re
 import secrets
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
@@ -789,15 +789,16 @@ class ObjectStore:
         warnings: builtins.list[str] | None,
         *,
         patch: bool,
+        duplicates: Sequence[str] = (),
     ) -> None:
-        """``fieldValidation``: unknown fields refused (Strict, 400 as the API server's strict
-        decoder), reported (Warn: one ``Warning`` each) or silently dropped (Ignore)."""
+        """``fieldValidation``: unknown and duplicate fields refused (Strict, 400 as the API
+        server's strict decoder), reported (Warn: one ``Warning`` each) or dropped (Ignore)."""
         if field_validation == "Ignore":
             return
-        unknown = self.unknown_fields(rt, body)
-        if not unknown:
+        texts = [f'duplicate field "{field}"' for field in duplicates]
+        texts += [f'unknown field "{field}"' for field in self.unknown_fields(rt, body)]
+        if not texts:
             return
-        texts = [f'unknown field "{field}"' for field in unknown]
         if field_validation == "Strict":
             message = "strict decoding error: " + ", ".join(texts)
             if not patch:
@@ -844,6 +845,7 @@ class ObjectStore:
         warnings: builtins.list[str] | None = None,
         manager: str | None = None,
         managed_fields: builtins.list[Body] | None = None,
+        duplicates: Sequence[str] = (),
     ) -> Body:
         """Create an object (201 semantics); returns the stored object (a copy).
 
@@ -863,7 +865,7 @@ class ObjectStore:
             raise errors.bad_request("the body of the request must be a JSON object")
         with self._lock:
             self._check_type(rt, body)
-            self._check_fields(rt, body, field_validation, warnings, patch=False)
+            self._check_fields(rt, body, field_validation, warnings, patch=False, duplicates=duplicates)
             obj: Body = copy.deepcopy(dict(body))
             meta = obj.get("metadata")
             if meta is None:
@@ -960,6 +962,7 @@ class ObjectStore:
         field_validation: FieldValidation = "Ignore",
         warnings: builtins.list[str] | None = None,
         manager: str | None = None,
+        duplicates: Sequence[str] = (),
     ) -> Body:
         """Replace an object (PUT semantics; ``subresource="status"`` writes only the status)."""
         rt = self.resolve(ref)
@@ -976,7 +979,7 @@ class ObjectStore:
                 raise errors.not_found(rt, name)
             self._check_type(rt, body)
             _check_identity(rt, meta, current, namespace, name, name_required=False)
-            self._check_fields(rt, body, field_validation, warnings, patch=False)
+            self._check_fields(rt, body, field_validation, warnings, patch=False, duplicates=duplicates)
             return self._write(
                 rt,
                 current,
