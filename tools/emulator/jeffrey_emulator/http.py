@@ -13,6 +13,11 @@ Replaced (kmock 0.8 cannot be fixed from the outside for these):
   API is served by :class:`ApiServer` on top of :class:`~.store.ObjectStore` instead;
 * discovery — kmock renders the core group as ``/v1`` and subresources with the main verbs;
 * watch streaming — written directly to aiohttp responses (bookmarks, timeouts, 410 Gone).
+
+Added for real clients (kubectl 1.31): aggregated discovery, ``/openapi/v2`` and ``/openapi/v3``
+(:mod:`.openapi`), Table responses (:mod:`.tables`), ``fieldValidation`` and ``Warning`` headers,
+``fieldManager`` (or the User-Agent's product) for managed fields and server-side apply
+(:mod:`.managed`).
 """
 
 from __future__ import annotations

@@ -10,10 +10,11 @@ A subset of what kube-apiserver does with a CRD's ``openAPIV3Schema``, in the sa
 * validation of ``type`` (incl. ``nullable`` and ``x-kubernetes-int-or-string``), ``required``,
   ``enum``, ``pattern``, ``minLength``/``maxLength``, ``minimum``/``maximum`` (+ exclusive),
   ``multipleOf``, ``minItems``/``maxItems``, ``uniqueItems``, ``minProperties``/``maxProperties``,
-  ``x-kubernetes-list-type: set|map``, ``allOf``/``anyOf``/``oneOf``/``not``.
-
+  ``x-kubernetes-list-type: set|map``, ``allOf``/``anyOf``/``oneOf``/``not``;
 * CEL ``x-kubernetes-validations`` with a real CEL implementation (see :mod:`.cel`), with
-  ``oldSelf`` bound on updates (transition rules).
+  ``oldSelf`` bound on updates (transition rules);
+* the unknown fields of a value (:func:`unknown_fields`), for ``fieldValidation``, against a CRD's
+  structural schema or a built-in definition with ``$ref``s.
 
 Not implemented: ``format`` checks. Validation ratcheting is the store's (it drops the errors at
 values an update leaves unchanged).
