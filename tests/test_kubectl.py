@@ -307,3 +307,31 @@ def test_the_crd_upgrade_of_the_helm_docs_and_argo_cds_server_side_apply(
     appliers = {e["manager"] for e in crd["metadata"]["managedFields"] if e["operation"] == "Apply"}
     assert {"kubectl", "argocd-controller"} <= appliers
     assert "jeffreyintegrations" in kubectl.run("api-resources", "--api-group=jeffreyos.io").stdout
+
+
+def test_the_emulator_alone_serves_kubectl_until_sigterm() -> None:
+    binary = require_kubectl()
+    command = [
+        sys.executable,
+        "-m",
+        "jeffrey_emulator",
+        "--crds",
+        str(ROOT / "crds"),
+        "--namespace",
+        "jeffrey",
+    ]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    try:
+        first = proc.stdout.readline()
+        assert first.startswith("export KUBECONFIG="), first
+        kubeconfig = pathlib.Path(first.strip().removeprefix("export KUBECONFIG="))
+        kubectl = Kubectl(binary, kubeconfig, kubeconfig.parent / "cache")
+        assert kubectl.run("apply", "-f", str(FULL)).stdout.startswith(
+            "jeffreyintegration.jeffreyos.io/jeffrey"
+        )
+        assert kubectl.json("get", "ji", "jeffrey")["spec"]["promotion"]["cooldown"]  # defaulted, stored
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    assert proc.returncode == 0 and not kubeconfig.parent.exists()
