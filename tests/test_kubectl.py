@@ -335,3 +335,41 @@ def test_the_emulator_alone_serves_kubectl_until_sigterm() -> None:
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=30)
     assert proc.returncode == 0 and not kubeconfig.parent.exists()
+
+
+def test_a_gitops_apply_of_replicas_conflicts_with_the_operators_scaling(
+    world: tuple[Cluster, Kubectl],
+) -> None:
+    """Why docs/gitops.md tells Argo CD to ignore the replicas: once the operator has scaled a module,
+    a server-side apply of the Deployment's manifest (replicas: 0) conflicts on .spec.replicas."""
+    _, kubectl = world
+    kubectl.run("create", "namespace", "k-gitops")
+    deployment = yaml.safe_load(
+        kubectl.run(
+            "create",
+            "deployment",
+            "memory",
+            "--image=jeffreyos/module:1",
+            "--replicas=0",
+            "-n",
+            "k-gitops",
+            "--dry-run=client",
+            "-o",
+            "yaml",
+        ).stdout
+    )
+    argo = ["apply", "--server-side", "--field-manager=argocd-controller", "-f", "-"]
+    kubectl.run(*argo, stdin=yaml.safe_dump(deployment))
+    kubectl.run(
+        "create", "deployment", "neural-bus", "--image=jeffreyos/module:1", "--replicas=0", "-n", "k-gitops"
+    )
+    kubectl.run("apply", "-f", "-", stdin=manifest(CORE_ONLY, "k-gitops", **FAST))
+    kubectl.run("wait", "--for=condition=Ready", "ji/jeffrey-core", "-n", "k-gitops", "--timeout=60s")
+    assert kubectl.json("get", "deployment", "memory", "-n", "k-gitops")["spec"]["replicas"] == 1
+
+    refused = kubectl.run(*argo, stdin=yaml.safe_dump(deployment), ok=False)
+    assert refused.returncode == 1
+    assert (
+        "Apply failed with 1 conflict: conflict with" in refused.stderr
+        and ": .spec.replicas" in refused.stderr
+    )
