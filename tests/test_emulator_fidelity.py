@@ -271,6 +271,26 @@ async def test_built_in_tables_have_the_api_servers_columns(
     cells = events["rows"][0]["cells"]
     assert cells[1:4] == ["Normal", "Promoting", "jeffreyintegration/one"]
     assert cells[5:7] == ["jeffrey-operator", "promoting CORE"] and cells[8] == 3
+    emulator.create(
+        {
+            "apiVersion": "events.k8s.io/v1",
+            "kind": "Event",
+            "metadata": {"name": "e2", "namespace": "default"},
+            "eventTime": "2026-01-01T00:00:00.000000Z",
+            "regarding": {"kind": "Deployment", "name": "web", "namespace": "default"},
+            "reason": "Scaled",
+            "note": "scaled to 2",
+            "type": "Normal",
+            "action": "Scale",
+            "reportingController": "jeffrey-operator",
+            "reportingInstance": "pod-1",
+        }
+    )
+    _, new_events, _ = await call(
+        http, "GET", "/apis/events.k8s.io/v1/namespaces/default/events", accept=TABLE
+    )
+    cells = new_events["rows"][0]["cells"]
+    assert cells[1:7] == ["Normal", "Scaled", "deployment/web", "", "jeffrey-operator, pod-1", "scaled to 2"]
     _, crds, _ = await call(
         http, "GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", accept=TABLE
     )

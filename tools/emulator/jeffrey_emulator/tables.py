@@ -498,6 +498,37 @@ BUILTIN_COLUMNS: dict[tuple[str, str], tuple[Column, ...]] = {
 }
 
 
+def _as_core_event(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """An ``events.k8s.io/v1`` Event in core ``v1`` words (the API server prints both alike)."""
+    return {
+        "metadata": obj.get("metadata") or {},
+        "involvedObject": obj.get("regarding") or {},
+        "reason": obj.get("reason", ""),
+        "message": obj.get("note", ""),
+        "type": obj.get("type", ""),
+        "count": obj.get("deprecatedCount"),
+        "firstTimestamp": obj.get("deprecatedFirstTimestamp"),
+        "lastTimestamp": obj.get("deprecatedLastTimestamp"),
+        "eventTime": obj.get("eventTime"),
+        "series": obj.get("series"),
+        "source": obj.get("deprecatedSource") or {},
+        "reportingComponent": obj.get("reportingController", ""),
+        "reportingInstance": obj.get("reportingInstance", ""),
+    }
+
+
+def _on_core_event(cell: Cell) -> Cell:
+    def converted(obj: Mapping[str, Any], now: datetime.datetime) -> Any:
+        return cell(_as_core_event(obj), now)
+
+    return converted
+
+
+BUILTIN_COLUMNS[("events.k8s.io", "Event")] = tuple(
+    Column(c.name, _on_core_event(c.cell), c.type, c.format, c.description, c.priority) for c in _EVENT
+)
+
+
 def register_columns(group: str, kind: str, columns: Sequence[Column]) -> None:
     """The columns of a built-in kind (e.g. a Job controller added to the emulator)."""
     BUILTIN_COLUMNS[(group, kind)] = tuple(columns)
