@@ -828,3 +828,21 @@ def test_the_built_in_schemas_are_those_the_generator_makes() -> None:
     assert json.loads(vendored.read_text(encoding="utf-8")) == expected, (
         f"stale: run python {script} {sources[0]}"
     )
+
+
+def test_cel_escaped_property_names_as_kubernetes_escapes_them() -> None:
+    """A gate's ``for`` is a CEL keyword: Kubernetes rules write it ``self.__for__``."""
+    from jeffrey_emulator.cel import evaluate_rules
+
+    schema = {
+        "type": "object",
+        "x-kubernetes-validations": [
+            {"rule": "!has(self.__for__) || self.__for__.endsWith('s')", "message": "for: seconds"},
+            {"rule": "!has(self.max__dash__rate) || self.max__dash__rate > 0"},
+        ],
+    }
+    assert evaluate_rules({"for": "5s", "max-rate": 1}, None, schema, "g", has_old=False) == []
+    assert evaluate_rules({}, None, schema, "g", has_old=False) == []
+    (failed, other) = evaluate_rules({"for": "5m", "max-rate": 0}, None, schema, "g", has_old=False)
+    assert failed.detail == "for: seconds"
+    assert other.detail == "failed rule: !has(self.max__dash__rate) || self.max__dash__rate > 0"

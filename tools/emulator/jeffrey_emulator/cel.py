@@ -17,12 +17,14 @@ Differences: the Kubernetes CEL libraries are only partly there (``lowerAscii``,
 ``trim``, ``split``, ``join``, ``indexOf``, ``lastIndexOf``, ``replace``, ``isSorted``, ``sum``,
 ``min``, ``max`` are; ``quantity``, ``url``, ``ip``, ``format``, optional types are not): a rule using
 a missing function is skipped with a log line (never a refusal the real server would not make);
-no cost budget; no type checking at CRD creation beyond parsing.
+no cost budget; no type checking at CRD creation beyond parsing. Escaped property names
+(``self.__for__``, ``self.a__dash__b``) are rewritten into index expressions first.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import re
 from collections.abc import Callable, Mapping
@@ -129,10 +131,33 @@ class CelRule:
 
 _ENV = celpy.Environment()
 
+#: Kubernetes' escaping of property names in CEL (``self.__for__``, ``self.a__dash__b``).
+_ESCAPES = {"underscores": "__", "dot": ".", "dash": "-", "slash": "/"}
+_ESCAPED_HAS = re.compile(r"has\(\s*([A-Za-z_][\w.]*)\.([A-Za-z_]\w*__\w*)\s*\)")
+_ESCAPED_FIELD = re.compile(r"\.([A-Za-z_]\w*__\w*)")
+_ESCAPE_PART = re.compile(r"__(underscores|dot|dash|slash)__")
+_RESERVED = re.compile(r"^__([a-z]+)__$")
+
+
+def _unescape(name: str) -> str:
+    reserved = _RESERVED.match(name)
+    if reserved and reserved[1] not in _ESCAPES:
+        return reserved[1]  # a CEL keyword: __for__, __in__, __namespace__ ...
+    return _ESCAPE_PART.sub(lambda m: _ESCAPES[m[1]], name)
+
+
+def _kubernetes_names(text: str) -> str:
+    """Rewrite escaped property names into what cel-python evaluates: ``self.__for__`` →
+    ``self["for"]``, ``has(self.__for__)`` → ``("for" in self)``."""
+    if "__" not in text:
+        return text
+    text = _ESCAPED_HAS.sub(lambda m: f"({json.dumps(_unescape(m[2]))} in {m[1]})", text)
+    return _ESCAPED_FIELD.sub(lambda m: f"[{json.dumps(_unescape(m[1]))}]", text)
+
 
 @functools.lru_cache(maxsize=1024)
 def _program(text: str) -> Any:
-    return _ENV.program(_ENV.compile(text), functions=EXTENSIONS)
+    return _ENV.program(_ENV.compile(_kubernetes_names(text)), functions=EXTENSIONS)
 
 
 def compile_error(text: str) -> str | None:
