@@ -22,6 +22,7 @@ import yaml
 
 from emulator_fixtures import MINIMAL_JEFFREY_CRD, jeffrey_crd_dict, jeffrey_integration
 from jeffrey_emulator import Emulator, ObjectStore, ResourceType, deployment_manifest, openapi
+from jeffrey_emulator.cel import evaluate_rules
 from jeffrey_emulator.managed import render_path
 from jeffrey_emulator.tables import human_duration, jsonpath, table
 from operator_fixtures import ROOT
@@ -832,8 +833,6 @@ def test_the_built_in_schemas_are_those_the_generator_makes() -> None:
 
 def test_cel_escaped_property_names_as_kubernetes_escapes_them() -> None:
     """A gate's ``for`` is a CEL keyword: Kubernetes rules write it ``self.__for__``."""
-    from jeffrey_emulator.cel import evaluate_rules
-
     schema = {
         "type": "object",
         "x-kubernetes-validations": [
