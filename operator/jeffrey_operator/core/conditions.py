@@ -21,6 +21,7 @@ DEGRADED = "Degraded"
 GATES_HEALTHY = "GatesHealthy"
 METRICS_AVAILABLE = "MetricsAvailable"
 STATE_STORE_AVAILABLE = "StateStoreAvailable"
+CHECKS_HEALTHY = "ChecksHealthy"
 
 CONDITION_TYPES = (
     READY,
@@ -30,6 +31,7 @@ CONDITION_TYPES = (
     GATES_HEALTHY,
     METRICS_AVAILABLE,
     STATE_STORE_AVAILABLE,
+    CHECKS_HEALTHY,
 )
 
 # ---------------------------------------------------------------------------------------- reasons
@@ -73,6 +75,17 @@ PROMETHEUS_AVAILABLE = "PrometheusAvailable"
 STATE_STORE_UNAVAILABLE = "StateStoreUnavailable"
 STATE_STORE_SYNCED = "StateStoreSynced"
 STATE_STORE_DISABLED = "StateStoreDisabled"
+# Level checks (spec.checks)
+WAITING_FOR_CHECKS = "WaitingForChecks"
+CHECK_STARTED = "CheckStarted"
+CHECK_PASSED = "CheckPassed"
+CHECK_FAILED = "CheckFailed"
+CHECK_INCONCLUSIVE = "CheckInconclusive"
+CHECK_INVALID = "InvalidCheck"
+CHECKS_RUNNING = "ChecksRunning"
+CHECKS_PASSING = "ChecksPassing"
+CHECKS_PENDING = "ChecksPending"
+JOB_CREATE_FAILED = "CheckJobCreateFailed"
 # Operator-level
 SCALED = "Scaled"
 SCALE_FAILED = "ScaleFailed"

@@ -15,7 +15,7 @@ from typing import Any
 import kopf
 
 from jeffrey_operator.adapters.kube import Kube
-from jeffrey_operator.core.ports import Clock, GatePort, StateStorePort, SystemClock
+from jeffrey_operator.core.ports import Clock, GatePort, HttpCheckPort, StateStorePort, SystemClock
 from jeffrey_operator.runtime.reconciler import OperatorContext, Telemetry
 from jeffrey_operator.runtime.settings import OperatorSettings
 
@@ -30,6 +30,7 @@ def build_context(
     store: StateStorePort | None = None,
     telemetry: Telemetry | None = None,
     clock: Clock | None = None,
+    http: HttpCheckPort | None = None,
 ) -> OperatorContext:
     """Wire the adapters the settings ask for; tests pass their own where they want."""
     from jeffrey_operator.runtime import handlers
@@ -48,6 +49,11 @@ def build_context(
             key_prefix=settings.redis_key_prefix,
             history_maxlen=settings.history_length,
         )
+    if http is None:
+        from jeffrey_operator.adapters.checks import HttpChecks
+
+        # The egress allow-list (core/egress.py, --egress-allow) is passed here once it exists.
+        http = HttpChecks(secret_reader=kube.read_secret_key)
     if telemetry is None:
         from jeffrey_operator.adapters.telemetry import OperatorTelemetry
 
@@ -59,6 +65,7 @@ def build_context(
         clock=clock or SystemClock(),
         emit=handlers.post_event,
         gate_status_refresh=settings.gate_status_refresh,
+        http=http,
     )
     if store is not None:
         ctx.store = store

@@ -35,11 +35,13 @@ What it does (real API semantics):
 * ``/openapi/v2`` and ``/openapi/v3`` built from the served types (:mod:`.openapi`), Table
   responses (:mod:`.tables`), ``fieldValidation=Strict|Warn|Ignore``, server-side apply and
   ``managedFields`` (:mod:`.managed`), namespaces as real objects (404 for a missing one);
-* a simulated Deployment controller with per-Deployment behaviour (see :mod:`.deployments`).
+* a simulated Deployment controller with per-Deployment behaviour (see :mod:`.deployments`);
+* ``batch/v1`` Jobs with a simulated Job controller: complete or fail after a delay chosen by an
+  annotation on the Job or its pod template (see :mod:`.jobs`).
 
 What it does NOT do (the full list is in docs/emulator.md): no authentication beyond an optional
 fixed bearer token, no RBAC, no admission (webhooks, quotas, limit ranges), no pods, ReplicaSets,
-Services or any other controller than the Deployment one, no protobuf/CBOR objects, no TLS, no
+Services or any other controller than the Deployment and Job ones, no protobuf/CBOR objects, no TLS, no
 CRD conversion webhooks (versions are converted by rewriting ``apiVersion``), no validation of
 built-in kinds beyond names, labels, unknown fields and the basics of Deployments, no ``format``
 checks, and lists are always served from the latest state
@@ -52,6 +54,7 @@ from __future__ import annotations
 from .deployments import DeploymentBehaviour, DeploymentController, compute_status, deployment_manifest
 from .errors import ApiError, FieldError
 from .http import ApiServer, EmulatorHandler, RequestLog, RequestRecord
+from .jobs import DELAY_ANNOTATION, OUTCOME_ANNOTATION, JobBehaviour, JobController
 from .resources import BUILTIN_RESOURCES, ResourceType, ScaleSpec, resources_from_crd
 from .server import DEFAULT_TOKEN, BackgroundEmulator, Emulator, load_crds
 from .store import ObjectStore, WatchEvent
@@ -59,6 +62,8 @@ from .store import ObjectStore, WatchEvent
 __all__ = [
     "BUILTIN_RESOURCES",
     "DEFAULT_TOKEN",
+    "DELAY_ANNOTATION",
+    "OUTCOME_ANNOTATION",
     "ApiError",
     "ApiServer",
     "BackgroundEmulator",
@@ -67,6 +72,8 @@ __all__ = [
     "Emulator",
     "EmulatorHandler",
     "FieldError",
+    "JobBehaviour",
+    "JobController",
     "ObjectStore",
     "RequestLog",
     "RequestRecord",
