@@ -36,6 +36,7 @@ LEASE = "jeffrey-ha"
 def emu_fixture() -> Iterator[Emulator]:
     bg = BackgroundEmulator(crds=load_crds(ROOT / "crds"), default_behaviour=DeploymentBehaviour(delay=0.05))
     emu = bg.start()
+    emu.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
     try:
         yield emu
     finally:

@@ -149,7 +149,7 @@ class LeaderElector:
             self._contact()
             return True
         except KubeError as exc:
-            if exc.status not in (409, 404):
+            if exc.status != 409:  # 409: another replica wrote it first; anything else is said
                 log.warning("leader election: Lease %s/%s: %s", self.namespace, self.name, exc)
             return False
 
