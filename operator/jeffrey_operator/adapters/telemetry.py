@@ -36,6 +36,7 @@ __all__ = [
     "observe_status",
     "record_api_write",
     "record_gates",
+    "record_notification",
     "record_prometheus_error",
     "record_rollback",
     "record_transition",
@@ -125,6 +126,18 @@ API_WRITES = Counter(
     ("verb", "resource"),
     registry=REGISTRY,
 )
+
+NOTIFICATIONS = Counter(
+    "jeffrey_notifications",
+    "Notification deliveries by sink kind (alertmanager, webhook, slack) and result "
+    "(delivered, failed, refused by the egress policy).",
+    ("sink", "result"),
+    registry=REGISTRY,
+)
+#: Born at 0 so that an alert on failures has a series before the first one.
+for _sink in ("alertmanager", "webhook", "slack"):
+    for _result in ("delivered", "failed", "refused"):
+        NOTIFICATIONS.labels(_sink, _result)
 
 _lock = threading.Lock()
 #: (namespace, name) -> every (metric, label values) written for that integration.
@@ -228,6 +241,11 @@ def set_state_store_up(up: bool) -> None:
 def record_api_write(verb: str, resource: str) -> None:
     """``verb``: create, patch, update, delete; ``resource``: e.g. deployments, jeffreyintegrations."""
     API_WRITES.labels(verb, resource).inc()
+
+
+def record_notification(sink: str, result: str) -> None:
+    """``sink``: alertmanager, webhook, slack; ``result``: delivered, failed, refused."""
+    NOTIFICATIONS.labels(sink, result).inc()
 
 
 def serve(port: int, addr: str = "0.0.0.0") -> None:

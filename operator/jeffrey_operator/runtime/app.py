@@ -14,8 +14,12 @@ from typing import Any
 
 import kopf
 
+from jeffrey_operator.adapters.egress import EgressGuard
 from jeffrey_operator.adapters.kube import Kube
+from jeffrey_operator.adapters.notify import Senders
+from jeffrey_operator.adapters.telemetry import record_notification
 from jeffrey_operator.core.ports import Clock, GatePort, StateStorePort, SystemClock
+from jeffrey_operator.runtime.notifications import Notifier, NotifierPort
 from jeffrey_operator.runtime.reconciler import OperatorContext, Telemetry
 from jeffrey_operator.runtime.settings import OperatorSettings
 
@@ -30,15 +34,18 @@ def build_context(
     store: StateStorePort | None = None,
     telemetry: Telemetry | None = None,
     clock: Clock | None = None,
+    notifier: NotifierPort | None = None,
 ) -> OperatorContext:
     """Wire the adapters the settings ask for; tests pass their own where they want."""
     from jeffrey_operator.runtime import handlers
 
     kube = kube or Kube()
+    egress = settings.egress_policy
     if gates is None:
+        from jeffrey_operator.adapters.prometheus.client import PrometheusClient
         from jeffrey_operator.adapters.prometheus.gates import PrometheusGates
 
-        gates = PrometheusGates(secret_reader=kube.read_secret_key)
+        gates = PrometheusGates(PrometheusClient(egress=egress), secret_reader=kube.read_secret_key)
     if store is None and settings.redis_url:
         from jeffrey_operator.adapters.redis.store import RedisStateStore
 
@@ -62,6 +69,16 @@ def build_context(
     )
     if store is not None:
         ctx.store = store
+    ctx.egress = EgressGuard(egress)
+    ctx.notifier = notifier or Notifier(
+        kube,
+        Senders(egress, secret_reader=kube.read_secret_key),
+        clock=ctx.clock,
+        defaults=settings.default_notifications,
+        operator_namespace=settings.operator_namespace,
+        record=record_notification,
+        wake=ctx.wake,
+    )
     return ctx
 
 

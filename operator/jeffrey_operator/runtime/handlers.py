@@ -141,6 +141,7 @@ async def integration(
     finally:
         if stopped.reason is not None and stopped.reason & kopf.DaemonStoppingReason.RESOURCE_DELETED:
             ctx.telemetry.forget(namespace, name)
+            ctx.notifier.forget((namespace, name))
             try:
                 await ctx.store.forget(namespace, name)
             except Exception:

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
+from jeffrey_operator.adapters.egress import EgressGuard
 from jeffrey_operator.adapters.kube import Kube, KubeError, merge_patch
 from jeffrey_operator.adapters.prometheus.gates import next_tick_delay
 from jeffrey_operator.core import conditions as c
@@ -42,6 +43,7 @@ from jeffrey_operator.core.ports import (
 )
 from jeffrey_operator.core.timestamps import format_time, parse_time
 from jeffrey_operator.core.validation import Claim, claim_of, parse_spec, prior_claims
+from jeffrey_operator.runtime.notifications import NoNotifier, NotifierPort
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +89,10 @@ class OperatorContext:
     wakers: dict[Key, asyncio.Event] = field(default_factory=dict)
     #: (namespace, Deployment) → integrations that list it.
     refs: dict[Key, set[Key]] = field(default_factory=dict)
+    #: Judges the URLs a spec makes the operator call, DNS included: a refusal makes it Invalid.
+    egress: EgressGuard = field(default_factory=EgressGuard)
+    #: The notification delivery worker (:mod:`jeffrey_operator.runtime.notifications`).
+    notifier: NotifierPort = field(default_factory=NoNotifier)
 
     def wake(self, key: Key) -> None:
         event = self.wakers.get(key)
@@ -94,7 +100,7 @@ class OperatorContext:
             event.set()
 
     async def close(self) -> None:
-        for adapter in (self.gates, self.store):
+        for adapter in (self.gates, self.store, self.notifier):
             closer = getattr(adapter, "close", None) or getattr(adapter, "aclose", None)
             if closer is not None:
                 try:
@@ -208,6 +214,8 @@ class IntegrationLoop:
         old = self.status
         now = self.ctx.clock.now()
         parsed = parse_spec(body.get("spec") or {})
+        if not isinstance(parsed, list):
+            parsed = await self.ctx.egress.problems(parsed) or parsed
         wait: float | None = None
         if isinstance(parsed, list):
             decision = decide_invalid(old, parsed, generation, now)
@@ -249,7 +257,11 @@ class IntegrationLoop:
         if not scaled_ok:
             wait = _min(wait, self.scale_backoff)
         new = self.store_condition(new, generation, format_time(now))
+        new = self.ctx.notifier.condition(self.key, new, generation, format_time(now))
         await self.write_status(body, old, new)
+        self.ctx.notifier.offer(
+            self.namespace, self.name, str(meta.get("uid", "")), body.get("spec") or {}, new
+        )
         for event in decision.events:
             self.emit(body, event)
         if spec is not None:

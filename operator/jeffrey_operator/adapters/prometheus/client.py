@@ -36,6 +36,8 @@ from typing import Any, ClassVar
 import aiohttp
 
 from jeffrey_operator.adapters import telemetry as metrics
+from jeffrey_operator.adapters.egress import guarded_request, guarded_session
+from jeffrey_operator.core.egress import EgressPolicy
 from jeffrey_operator.core.gates.evaluate import Series
 
 __all__ = [
@@ -358,7 +360,10 @@ class PrometheusClient:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         jitter: Callable[[], float] = random.random,
+        egress: EgressPolicy | None = None,
     ) -> None:
+        #: Every request passes it: the URL, the addresses it resolves to, same-origin redirects.
+        self.egress = egress or EgressPolicy()
         self.retry = retry or RetryPolicy()
         self.breaker_policy = breaker or BreakerPolicy()
         self._session = session
@@ -434,7 +439,7 @@ class PrometheusClient:
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None:
-            self._session = aiohttp.ClientSession()
+            self._session = guarded_session(self.egress)
             self._own_session = True
         return self._session
 
@@ -478,12 +483,14 @@ class PrometheusClient:
         self.requests_sent += 1
         started = time.perf_counter()
         try:
-            async with self._get_session().get(
+            async with guarded_request(
+                self._get_session(),
+                "GET",
                 endpoint.query_url,
+                self.egress,
                 params=params,
                 headers=endpoint.request_headers(),
                 timeout=aiohttp.ClientTimeout(total=remaining),
-                allow_redirects=True,
             ) as response:
                 body = await response.read()
                 status = response.status
