@@ -176,6 +176,12 @@ class Notifier:
         #: … and end this long after the last post unless posted again.
         self.alert_ttl = alert_ttl
         self._integrations: dict[Key, _Integration] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def _background(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     # ---------------------------------------------------------------------------- reconciler side
     def offer(
@@ -222,6 +228,10 @@ class Notifier:
             state.changed.set()
         if not integ.sinks:
             del self._integrations[key]
+        elif set(integ.sinks) != set(integ.written):
+            # Record new sinks' starting points at once: a restart before their first delivery
+            # must not take them for new again (and skip what they have not been told yet).
+            self._background(self._persist(integ))
 
     def condition(
         self, key: Key, status: JeffreyIntegrationStatus, generation: int, now: str
@@ -253,6 +263,7 @@ class Notifier:
 
     async def close(self) -> None:
         tasks = [s.task for i in self._integrations.values() for s in i.sinks.values() if s.task]
+        tasks += list(self._tasks)
         for key in list(self._integrations):
             self.forget(key)
         for task in tasks:
