@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 # Fixture modules (beside the tests): registered here once, so pytest rewrites their asserts.
-pytest_plugins = ["emulator_fixtures", "operator_fixtures", "prom_fixtures", "redis_fixtures", "notify_fixtures"]
+pytest_plugins = [
+    "emulator_fixtures",
+    "operator_fixtures",
+    "prom_fixtures",
+    "redis_fixtures",
+    "notify_fixtures",
+]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -116,11 +116,13 @@ class EgressGuard:
         policy: EgressPolicy | None = None,
         *,
         ttl: float = 30.0,
+        lookup_timeout: float = 2.0,
         lookup: Callable[[str], Any] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.policy = policy or EgressPolicy()
         self.ttl = ttl
+        self.lookup_timeout = lookup_timeout
         self._lookup = lookup or _getaddrinfo
         self._clock = clock
         self._cache: dict[str, tuple[float, tuple[str, ...]]] = {}
@@ -131,8 +133,9 @@ class EgressGuard:
         if cached is not None and cached[0] > now:
             return cached[1]
         try:
-            found = tuple(await self._lookup(host))
-        except OSError:
+            # Bounded: a slow resolver must not hold the reconcile loop.
+            found = tuple(await asyncio.wait_for(self._lookup(host), self.lookup_timeout))
+        except (OSError, TimeoutError):
             found = ()
         self._cache[host] = (now + self.ttl, found)
         if len(self._cache) > 4096:

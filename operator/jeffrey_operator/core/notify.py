@@ -195,8 +195,8 @@ def stall(
         return None, None
     since: datetime.datetime | None = None
     why = None
-    for cond in status.conditions:
-        for type_, holding in HOLDING_CONDITIONS:
+    for type_, holding in HOLDING_CONDITIONS:  # on a tie, the first listed names the stall
+        for cond in status.conditions:
             started = parse_time(cond.last_transition_time)
             matches = cond.type == type_ and cond.status == holding and started is not None
             if matches and (since is None or (started is not None and started < since)):
