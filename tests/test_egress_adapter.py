@@ -153,6 +153,7 @@ async def test_the_guard_judges_dns_answers_with_a_cache_and_a_deadline() -> Non
         {
             "levels": [{"level": "CORE", "modules": [{"deployment": "memory"}]}],
             "analysis": {"prometheus": {"url": "http://fine.example:9090"}},
+            "gates": [{"name": "up", "query": "up", "min": 1}],
             "notifications": [
                 {"name": "a", "alertmanager": {"url": "http://rebind.example:9093"}},
                 {"name": "b", "alertmanager": {"url": "http://nxdomain.example:9093"}},

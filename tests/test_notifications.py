@@ -357,6 +357,27 @@ def test_egress_refusals(cluster: Cluster, receiver: Receiver) -> None:
         assert status["reason"] == "EgressRefused"
         assert f"spec.notifications[0].webhook.url: {url} is refused" in status["message"]
         assert why in status["message"]
+    # The Prometheus URL passes the same policy.
+    prom = integration([], ns, targetLevel="CORE")
+    prom["metadata"]["name"] = "prometheus"
+    prom["spec"]["levels"] = [{"level": "CORE", "modules": [{"deployment": "memory"}]}]
+    prom["spec"]["analysis"] = {"prometheus": {"url": "http://[::ffff:169.254.169.254]:9090"}}
+    prom["spec"]["defaultGates"] = True
+    cluster.emu.create(prom)
+    status = cluster.wait_phase("Invalid", within=15, name="prometheus", namespace=ns)
+    assert status["reason"] == "EgressRefused"
+    assert (
+        "spec.analysis.prometheus.url: http://[::ffff:169.254.169.254]:9090 is refused" in status["message"]
+    )
+    wait_for(
+        lambda: any(
+            e["reason"] == "EgressRefused"
+            and e["type"] == "Warning"
+            and "spec.analysis.prometheus.url" in e["message"]
+            for e in cluster.events(ns)
+        ),
+        what="the EgressRefused Warning Event",
+    )
     time.sleep(0.3)
     assert set(cluster.replicas(ns).values()) == {0}  # a refused URL scales nothing
     assert not receiver.requests
@@ -454,3 +475,14 @@ def test_default_sinks_from_the_operator_settings(cluster: Cluster, receiver: Re
     cluster.wait_phase("Stable", within=20, namespace=ns)
     (hook,) = wait_for(lambda: receiver.at("/platform"), within=10, what="the default sink's delivery")
     assert hook.signature_ok and hook.json["integration"]["namespace"] == ns
+
+
+def test_the_delivery_counter_is_born_at_zero() -> None:
+    from prometheus_client import generate_latest
+
+    from jeffrey_operator.adapters.telemetry import REGISTRY
+
+    text = generate_latest(REGISTRY).decode()
+    for sink in ("alertmanager", "webhook", "slack"):
+        for result in ("delivered", "failed", "refused"):
+            assert f'jeffrey_notifications_total{{result="{result}",sink="{sink}"}}' in text

@@ -424,6 +424,7 @@ def test_every_url_of_a_spec_passes_the_egress_policy() -> None:
         {
             **BASE,
             "analysis": {"prometheus": {"url": "http://169.254.169.254:9090"}},
+            "gates": [{"name": "up", "query": "up", "min": 1}],
             "notifications": [
                 {"name": "oncall", "alertmanager": {"url": "http://am.monitoring:9093"}},
                 {

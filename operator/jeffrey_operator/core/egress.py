@@ -268,8 +268,11 @@ def _is_label(label: str) -> bool:
 
 
 def spec_urls(spec: JeffreyIntegrationSpec) -> list[tuple[str, str]]:
-    """Every URL in a spec the operator would send requests to, as ``(field, url)``."""
-    out = [("spec.analysis.prometheus.url", spec.analysis.prometheus.url)]
+    """Every URL in a spec the operator would send requests to, as ``(field, url)``. The
+    Prometheus URL counts only when gates use it (its default names no host of this cluster)."""
+    out = []
+    if spec.gates or spec.default_gates:
+        out.append(("spec.analysis.prometheus.url", spec.analysis.prometheus.url))
     for i, sink in enumerate(spec.notifications):
         if sink.alertmanager is not None:
             out.append((f"spec.notifications[{i}].alertmanager.url", sink.alertmanager.url))
