@@ -335,6 +335,7 @@ def test_webhook_payload_shape() -> None:
         "reason": "GateBreach",
         "message": "",
         "gate": "cpu",
+        "check": None,
         "value": 95,
         "threshold": 90,
     }

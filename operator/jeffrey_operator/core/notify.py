@@ -134,8 +134,9 @@ class Notice:
     to_level: Level | None = None
     #: The level it concerns: rolled back from, held at, reached.
     level: Level | None = None
-    #: The gate (or check) that caused a rollback, with its value and the threshold it crossed.
+    #: The gate or the check that caused a rollback; a gate's value and the threshold it crossed.
     gate: str = ""
+    check: str = ""
     value: float | None = None
     threshold: float | None = None
 
@@ -149,12 +150,14 @@ class Notice:
 
 
 def _from_transition(event: NotifyEvent, t: Transition, status: JeffreyIntegrationStatus) -> Notice:
-    gate, value, threshold, level = "", None, None, t.to_level
+    gate, check, value, threshold, level = "", "", None, None, t.to_level
     if event is NotifyEvent.ROLLED_BACK:
         level = t.from_level
         record = status.last_rollback
         if record is not None and record.time == t.time:
             gate, value, threshold = record.gate, record.value, record.threshold
+            # Level checks name the check that rolled back (``lastRollback.check``).
+            check = str(getattr(record, "check", "") or "")
             level = record.from_level or level
     return Notice(
         event=event,
@@ -167,6 +170,7 @@ def _from_transition(event: NotifyEvent, t: Transition, status: JeffreyIntegrati
         to_level=t.to_level,
         level=level,
         gate=gate,
+        check=check,
         value=value,
         threshold=threshold,
     )
@@ -308,6 +312,7 @@ def webhook_payload(namespace: str, name: str, uid: str, notice: Notice) -> dict
         "reason": notice.reason,
         "message": notice.message,
         "gate": notice.gate or None,
+        "check": notice.check or None,
         "value": notice.value,
         "threshold": notice.threshold,
     }
