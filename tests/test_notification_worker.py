@@ -221,6 +221,18 @@ async def test_alertmanager_reposts_firing_alerts_and_resolves_a_stall_that_ende
         count = len(senders.alerts)
         await asyncio.sleep(0.5)
         assert len(senders.alerts) == count  # nothing firing: nothing re-posted
+        # Stalled again, then the integration is deleted: its firing alert is resolved at once.
+        clock.t = T0 + datetime.timedelta(seconds=200)
+        again = stalled.model_copy(
+            update={"phase_since": format_time(T0 + datetime.timedelta(seconds=100)), "transition_seq": 3}
+        )
+        notifier.offer("ns", "ji", "uid", spec, again)
+        await until(
+            lambda: len(senders.alerts) > count and senders.alerts[-1][0]["endsAt"] > format_time(clock.t)
+        )
+        notifier.forget(("ns", "ji"))
+        await until(lambda: senders.alerts[-1][0]["endsAt"] == format_time(clock.t))
+        assert senders.alerts[-1][0]["labels"]["alertname"] == "JeffreyIntegrationStalled"
     finally:
         await notifier.close()
 

@@ -256,16 +256,40 @@ class Notifier:
         return status.model_copy(update={"conditions": conds})
 
     def forget(self, key: Key) -> None:
+        """The integration was deleted: stop its sinks, and resolve the alerts they left firing
+        (once, best effort: otherwise they would end only when their endsAt passes)."""
         integ = self._integrations.pop(key, None)
-        if integ is not None:
-            for state in integ.sinks.values():
-                self._stop(state)
+        if integ is None:
+            return
+        stamp = format_time(self.clock.now())
+        for state in integ.sinks.values():
+            self._stop(state)
+            if state.firing and state.target.sink.alertmanager is not None:
+                resolved = [
+                    Alert(a.labels, a.annotations, a.starts_at, stamp).wire(self.clock.now(), 0)
+                    for labels, a in state.posted.items()
+                    if labels in state.firing
+                ]
+                self._background(self._post_quietly(state.target, resolved))
+
+    async def _post_quietly(self, target: SinkTarget, alerts: list[dict[str, Any]]) -> None:
+        try:
+            await self.senders.post_alerts(target, alerts)
+            self.record("alertmanager", "delivered")
+        except DeliveryError as exc:
+            self.record("alertmanager", "refused" if exc.refused else "failed")
+            log.warning(
+                "could not resolve the alerts of deleted %s/%s: %s", target.namespace, target.name, exc
+            )
 
     async def close(self) -> None:
+        """Operator shutdown: stop every sink (alerts stay firing; the next operator goes on)."""
         tasks = [s.task for i in self._integrations.values() for s in i.sinks.values() if s.task]
+        for integ in self._integrations.values():
+            for state in integ.sinks.values():
+                self._stop(state)
+        self._integrations.clear()
         tasks += list(self._tasks)
-        for key in list(self._integrations):
-            self.forget(key)
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
