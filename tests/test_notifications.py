@@ -258,6 +258,13 @@ def test_a_receiver_answering_500_is_retried_and_holds_no_other_sink(
         what="NotificationsDelivered=True again",
     )
     assert [r.json["transition"] for r in receiver.at("/audit")] == ["RolledBack"]
+    # Deleting the integration resolves its alert in Alertmanager at once.
+    cluster.emu.delete("ji", ns, "jeffrey")
+    wait_for(
+        lambda: not alertmanager.alerts(alertname="JeffreyIntegrationRolledBack", namespace=ns),
+        within=15,
+        what="the alert resolved after the deletion",
+    )
 
 
 def test_a_restart_in_the_middle_of_a_delivery_loses_nothing(cluster: Cluster, receiver: Receiver) -> None:
