@@ -168,3 +168,13 @@ async def test_the_guard_judges_dns_answers_with_a_cache_and_a_deadline() -> Non
     assert "rebind.example resolves to 169.254.169.254" in problems[0].message
     await guard.problems(spec)
     assert sorted(asked) == ["fine.example", "nxdomain.example", "rebind.example", "slow.example"]  # cached
+
+
+def test_a_non_prometheus_answer_is_never_copied_into_the_error() -> None:
+    from jeffrey_operator.adapters.prometheus.client import ServerError, parse_response
+
+    body = b"<html>AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG</html>"
+    with pytest.raises(ServerError) as exc:
+        parse_response(200, body)
+    assert "AWS_SECRET" not in str(exc.value) and "html" not in str(exc.value)
+    assert f"{len(body)} bytes, not JSON" in str(exc.value)

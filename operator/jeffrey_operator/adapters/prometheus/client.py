@@ -297,9 +297,11 @@ def parse_response(status: int, body: bytes) -> tuple[Series, ...]:
     try:
         doc = json.loads(body)
     except ValueError:
-        snippet = body[:120].decode("utf-8", "replace").strip()
+        # Never the body itself: whatever the URL points at must not be copied into status.
         raise ServerError(
-            f"HTTP {status}: unreadable answer {snippet!r}", status=status, retryable=retryable_status
+            f"HTTP {status}: not a Prometheus answer ({len(body)} bytes, not JSON)",
+            status=status,
+            retryable=retryable_status,
         ) from None
     if not isinstance(doc, dict):
         raise ServerError(f"HTTP {status}: unexpected answer", status=status, retryable=retryable_status)
