@@ -449,3 +449,40 @@ def test_every_url_of_a_spec_passes_the_egress_policy() -> None:
     assert (
         url_problems(JeffreyIntegrationSpec.model_validate(BASE), EgressPolicy.parse(["*.monitoring"])) == []
     )
+
+
+@pytest.mark.parametrize(
+    ("sinks", "refused"),
+    [
+        ([{"name": "a", "alertmanager": {"url": "http://am"}}], None),
+        (
+            [{"name": "a", "webhook": {"url": "http://h"}, "slack": {}}],
+            "set exactly one of alertmanager, webhook, slack",
+        ),
+        ([{"name": "a"}], "set exactly one of alertmanager, webhook, slack"),
+        (
+            [{"name": "a", "slack": {}}, {"name": "a", "alertmanager": {"url": "http://am"}}],
+            "notification names must be unique",
+        ),
+    ],
+)
+def test_the_crd_cel_rules_say_what_pydantic_says(sinks: list[dict[str, Any]], refused: str | None) -> None:
+    """The CEL rules of the generated CRD, evaluated by a CEL implementation (cel-python)."""
+    celpy = pytest.importorskip("celpy")
+    from jeffrey_operator.core.crdgen import spec_schema
+
+    schema = spec_schema()["properties"]["notifications"]
+    env = celpy.Environment()
+
+    def failures(rules: list[dict[str, str]], value: Any) -> list[str]:
+        out = []
+        for rule in rules:
+            program = env.program(env.compile(rule["rule"]))
+            if not bool(program.evaluate({"self": celpy.json_to_cel(value)})):
+                out.append(rule["message"])
+        return out
+
+    messages = failures(schema["x-kubernetes-validations"], sinks)
+    for sink in sinks:
+        messages += failures(schema["items"]["x-kubernetes-validations"], sink)
+    assert (messages[0] if messages else None) == refused
