@@ -15,6 +15,7 @@ from jeffrey_emulator import deployment_manifest
 from jeffrey_operator.adapters.kube import Kube
 from jeffrey_operator.adapters.notify import Senders
 from jeffrey_operator.adapters.telemetry import NOTIFICATIONS, record_notification
+from jeffrey_operator.core.egress import EgressPolicy
 from jeffrey_operator.core.models import RETRY_ANNOTATION, GateResult, GateStatus
 from jeffrey_operator.core.ports import GateContext, GateReport, GateVerdict
 from jeffrey_operator.runtime.app import BackgroundOperator, build_context
@@ -22,7 +23,7 @@ from jeffrey_operator.runtime.notifications import Notifier
 from jeffrey_operator.runtime.reconciler import OperatorContext
 from jeffrey_operator.runtime.settings import OperatorSettings
 from notify_fixtures import AlertmanagerServer, Receiver
-from operator_fixtures import FAST, Cluster, wait_for
+from operator_fixtures import FAST, ROOT, Cluster, example, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -493,3 +494,49 @@ def test_the_delivery_counter_is_born_at_zero() -> None:
     for sink in ("alertmanager", "webhook", "slack"):
         for result in ("delivered", "failed", "refused"):
             assert f'jeffrey_notifications_total{{result="{result}",sink="{sink}"}}' in text
+
+
+EXAMPLES = sorted(p.name for p in (ROOT / "examples").glob("*.yaml") if "notifications:" in p.read_text())
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_every_example_with_notifications_is_applied_and_its_sinks_are_tracked(
+    cluster: Cluster, alertmanager: AlertmanagerServer, receiver: Receiver, name: str
+) -> None:
+    ji = example(name)
+    ns = ji["metadata"]["namespace"]
+    sinks = ji["spec"]["notifications"]
+    assert any("alertmanager" in s for s in sinks), "the example shows an Alertmanager sink"
+    for sink in sinks:  # the example's own URLs pass the default egress policy
+        for kind in ("alertmanager", "webhook"):
+            if kind in sink:
+                assert EgressPolicy().refusal(sink[kind]["url"]) is None
+                sink[kind]["url"] = alertmanager.url if kind == "alertmanager" else receiver.url + "/example"
+    deployments_for_example(cluster, ji)
+    for sink in sinks:
+        for ref in (sink.get("webhook", {}).get("secretRef"), sink.get("slack", {}).get("urlSecretRef")):
+            if ref:
+                secret(
+                    cluster, ref["name"], ns, **{ref["key"]: SECRET if "webhook" in sink else receiver.url}
+                )
+    ji["spec"]["promotion"] = dict(FAST)
+    start_operator(cluster)
+    cluster.emu.create(ji)
+    status = wait_for(
+        lambda: (
+            (s := cluster.status(ji["metadata"]["name"], ns))
+            and {d["name"] for d in s.get("notifications", [])} == {x["name"] for x in sinks}
+            and s
+        ),
+        within=20,
+        what="every sink of the example tracked in status.notifications",
+    )
+    assert condition(status, "NotificationsDelivered")["status"] == "True"
+
+
+def deployments_for_example(cluster: Cluster, ji: dict[str, Any]) -> None:
+    ns = ji["metadata"]["namespace"]
+    namespace(cluster, ns)
+    for level in ji["spec"]["levels"]:
+        for module in level["modules"]:
+            cluster.emu.create(deployment_manifest(module["deployment"], ns, replicas=0))
