@@ -486,3 +486,20 @@ def test_the_crd_cel_rules_say_what_pydantic_says(sinks: list[dict[str, Any]], r
     for sink in sinks:
         messages += failures(schema["items"]["x-kubernetes-validations"], sink)
     assert (messages[0] if messages else None) == refused
+
+
+def test_jeffreyctl_status_names_the_sinks_that_are_not_told() -> None:
+    from jeffrey_operator.ctl.render import render_status
+
+    failing = Condition(
+        type="NotificationsDelivered",
+        status="False",  # type: ignore[arg-type]
+        reason="NotificationFailing",
+        message="audit (webhook): HTTP 500; retrying",
+        last_transition_time=ts(0),
+    )
+    st = JeffreyIntegrationStatus(phase=Phase.ROLLED_BACK, conditions=[failing])
+    out = render_status(None, st, at(10), name="ji", namespace="ns")
+    assert "NOTIFICATIONS  NotificationFailing: audit (webhook): HTTP 500; retrying" in out
+    healthy = failing.model_copy(update={"status": "True", "reason": "NotificationsUpToDate"})
+    assert "NOTIFICATIONS" not in render_status(None, st.model_copy(update={"conditions": [healthy]}), at(10))
