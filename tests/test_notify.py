@@ -13,6 +13,7 @@ from jeffrey_operator.core import notify
 from jeffrey_operator.core.egress import EgressPolicy, url_problems
 from jeffrey_operator.core.models import (
     Condition,
+    ConditionStatus,
     JeffreyIntegrationSpec,
     JeffreyIntegrationStatus,
     Level,
@@ -501,5 +502,5 @@ def test_jeffreyctl_status_names_the_sinks_that_are_not_told() -> None:
     st = JeffreyIntegrationStatus(phase=Phase.ROLLED_BACK, conditions=[failing])
     out = render_status(None, st, at(10), name="ji", namespace="ns")
     assert "NOTIFICATIONS  NotificationFailing: audit (webhook): HTTP 500; retrying" in out
-    healthy = failing.model_copy(update={"status": "True", "reason": "NotificationsUpToDate"})
+    healthy = failing.model_copy(update={"status": ConditionStatus.TRUE, "reason": "NotificationsUpToDate"})
     assert "NOTIFICATIONS" not in render_status(None, st.model_copy(update={"conditions": [healthy]}), at(10))
