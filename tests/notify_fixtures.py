@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import hmac
 import json
@@ -41,6 +42,7 @@ class Request:
     answered: int
     #: True/False when the receiver knows the secret and a signature header came; None otherwise.
     signature_ok: bool | None = None
+    received: datetime.datetime = field(default_factory=lambda: datetime.datetime.now(datetime.UTC))
 
     @property
     def json(self) -> Any:

@@ -5,6 +5,7 @@ a Slack-shaped receiver. Restarts, a receiver answering 500, and egress refusals
 from __future__ import annotations
 
 import base64
+import datetime
 import time
 from collections import Counter
 from typing import Any
@@ -153,6 +154,8 @@ def test_a_rollback_is_told_to_every_sink_and_resolved_when_stable(
 
     # The webhook: the documented payload, signed, with its idempotency key.
     (hook,) = wait_for(lambda: receiver.at("/audit"), within=10, what="the webhook delivery")
+    decided = datetime.datetime.fromisoformat(hook.json["time"].replace("Z", "+00:00"))
+    print(f"rollback decided -> webhook received: {(hook.received - decided).total_seconds() * 1000:.0f} ms")
     assert hook.signature_ok is True
     body = hook.json
     assert body["transition"] == "RolledBack" and body["seq"] == seq

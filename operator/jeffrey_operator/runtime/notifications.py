@@ -131,6 +131,8 @@ class _Sink:
     posted: dict[tuple[tuple[str, str], ...], Alert] = field(default_factory=dict)
     firing: set[tuple[tuple[str, str], ...]] = field(default_factory=set)
     posted_at: float = 0.0
+    #: When the notification at the cursor was delivered (RFC 3339; "" before the first one).
+    delivered_at: str = ""
 
 
 @dataclass
@@ -142,6 +144,8 @@ class _Integration:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     #: The cursors as last written to status (so a write happens only when one moved).
     written: dict[str, Cursor] = field(default_factory=dict)
+    #: Delivery times read from status when the operator started.
+    delivered_at: dict[str, str] = field(default_factory=dict)
 
 
 class Notifier:
@@ -199,6 +203,7 @@ class Notifier:
         if integ is None:
             integ = _Integration(namespace, name, snapshot)
             integ.written = {d.name: Cursor.of(d) for d in status.notifications}
+            integ.delivered_at = {d.name: d.time for d in status.notifications}
             self._integrations[key] = integ
         integ.snapshot = snapshot
         wanted: dict[str, SinkTarget] = {
@@ -221,14 +226,13 @@ class Notifier:
                     now = self.clock.now()
                     cursor = initial_cursor(notices(status, now, stalled_after), now)
                 state = _Sink(target=target, cursor=cursor, health=SinkHealth(target.sink.kind))
+                state.delivered_at = integ.delivered_at.get(sink_name, "")
                 integ.sinks[sink_name] = state
                 state.task = asyncio.ensure_future(self._run(key, integ, state))
             elif state.target != target:
                 state.target = target
             state.changed.set()
-        if not integ.sinks:
-            del self._integrations[key]
-        elif set(integ.sinks) != set(integ.written):
+        if set(integ.sinks) != set(integ.written):
             # Record new sinks' starting points at once: a restart before their first delivery
             # must not take them for new again (and skip what they have not been told yet).
             self._background(self._persist(integ))
@@ -359,6 +363,7 @@ class Notifier:
         await self.senders.send(state.target, notice)
         self.record(state.target.sink.kind, "delivered")
         state.cursor = notice.cursor
+        state.delivered_at = format_time(self.clock.now())
         await self._persist(integ)
         return 0
 
@@ -387,6 +392,7 @@ class Notifier:
             told = [n for n in everything if n.event in PROBLEMS or n.event is NotifyEvent.TARGET_REACHED]
             if told and told[-1].key > state.cursor.key:
                 state.cursor = told[-1].cursor
+                state.delivered_at = stamp
                 await self._persist(integ)
         return self.resend if firing else None
 
@@ -396,10 +402,9 @@ class Notifier:
             cursors = {n: s.cursor for n, s in integ.sinks.items()}
             if cursors == integ.written:
                 return
-            stamp = format_time(self.clock.now())
             entries = [
-                SinkDelivery(name=n, seq=cur.seq, event=cur.event, time=stamp).wire()
-                for n, cur in sorted(cursors.items())
+                SinkDelivery(name=n, seq=s.cursor.seq, event=s.cursor.event, time=s.delivered_at).wire()
+                for n, s in sorted(integ.sinks.items())
             ]
             try:
                 await self.kube.patch_status(integ.namespace, integ.name, {"notifications": entries})
