@@ -227,6 +227,14 @@ def test_default_sinks_from_flags_and_environment() -> None:
         (["--default-notifications", "{not json"], {}, "not a valid list of sinks"),
         (["--default-notifications", '[{"name": "x"}]'], {}, "exactly one of alertmanager, webhook, slack"),
         (["--default-notifications", WEBHOOK_DEFAULT], {}, "set POD_NAMESPACE"),
+        (  # what Helm renders from a bare `on:` in values.yaml
+            [
+                "--default-notifications",
+                '[{"name": "m", "true": ["RolledBack"], "alertmanager": {"url": "http://a"}}]',
+            ],
+            {},
+            'write "on": quoted in YAML',
+        ),
         (
             [
                 "--default-notifications",

@@ -117,8 +117,16 @@ _SINKS = TypeAdapter(list[NotificationSpec])
 def parse_notifications(text: str) -> tuple[NotificationSpec, ...]:
     """Default sinks from JSON (the chart renders ``notifications.defaults`` so)."""
     try:
-        sinks = _SINKS.validate_python(json.loads(text or "[]"))
+        raw = json.loads(text or "[]")
+        if isinstance(raw, list) and any(isinstance(s, dict) and "true" in s for s in raw):
+            raise SettingsError(
+                'default notifications: a sink has a field "true": write "on": quoted in YAML '
+                "(YAML 1.1 reads a bare on as true)"
+            )
+        sinks = _SINKS.validate_python(raw)
     except (ValueError, ValidationError) as exc:
+        if isinstance(exc, SettingsError):
+            raise
         raise SettingsError(f"default notifications are not a valid list of sinks: {exc}") from None
     names = [s.name for s in sinks]
     if len(set(names)) != len(names):
