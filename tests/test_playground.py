@@ -176,6 +176,14 @@ def test_non_interactive_run_climbs_rolls_back_and_summarises() -> None:
         assert re.search(
             r"NOTIFIED: Alertmanager holds JeffreyIntegrationRolledBack \(namespace=\S+, name=jeffrey", out
         )
+    # The web dashboard was served all along, and shows what jeffreyctl shows.
+    assert re.search(
+        r"real      the dashboard \(jeffreyctl dashboard, in this process\): open http://127", out
+    )
+    assert re.search(
+        r"dashboard at http://127\.0\.0\.1:\d+/ shows: jeffrey/jeffrey RolledBack \(Degraded\), current CORE",
+        out,
+    )
 
     summary = out[out.index("SUMMARY") :]
     climb = float(re.search(r"time to reach PRODUCTION:\s+([\d.]+)s", summary)[1])  # type: ignore[index]

@@ -8,17 +8,20 @@ is set. Every failure becomes a :class:`CtlError`: one readable line, never a tr
 
 from __future__ import annotations
 
+import base64
+import builtins
+import contextlib
 import json
 import os
 import pathlib
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from jeffrey_operator.core.models import GROUP, PLURAL, VERSION
 
-__all__ = ["Cluster", "CtlError", "connect", "kubeconfig_path"]
+__all__ = ["Cluster", "CtlError", "WatchExpired", "WatchStream", "connect", "kubeconfig_path"]
 
 T = TypeVar("T")
 
@@ -110,6 +113,10 @@ class Cluster:
 
     def list(self, namespace: str | None) -> list[dict[str, Any]]:
         """The JeffreyIntegrations of a namespace, or of every namespace (``None``), by name."""
+        return self.list_versioned(namespace)[0]
+
+    def list_versioned(self, namespace: str | None) -> tuple[builtins.list[dict[str, Any]], str]:
+        """:meth:`list` and the list's ``resourceVersion`` (where a watch starts from)."""
         api = self._custom()
         where = f'namespace "{namespace}"' if namespace else "any namespace"
         if namespace is None:
@@ -127,13 +134,57 @@ class Cluster:
                 ),
             )
         items = [dict(i) for i in (result or {}).get("items") or []]
-        return sorted(
+        version = str(((result or {}).get("metadata") or {}).get("resourceVersion") or "")
+        ordered = sorted(
             items,
             key=lambda o: (
                 (o.get("metadata") or {}).get("namespace", ""),
                 (o.get("metadata") or {}).get("name", ""),
             ),
         )
+        return ordered, version
+
+    def watch(
+        self, namespace: str | None, resource_version: str, *, timeout_seconds: int = 30
+    ) -> WatchStream:
+        """A watch of the JeffreyIntegrations of a namespace (or all: ``None``) from
+        ``resource_version``, with bookmarks; the server ends it after ``timeout_seconds``."""
+        api = self._custom()
+        options: dict[str, Any] = {
+            "watch": True,
+            "allow_watch_bookmarks": True,
+            "timeout_seconds": timeout_seconds,
+            "_preload_content": False,
+            "_request_timeout": (REQUEST_TIMEOUT[0], timeout_seconds + 15.0),
+        }
+        if resource_version:
+            options["resource_version"] = resource_version
+        where = f'namespace "{namespace}"' if namespace else "any namespace"
+        if namespace is None:
+            response = self._call(
+                f"a watch of jeffreyintegrations in {where}",
+                lambda: api.list_cluster_custom_object(GROUP, VERSION, PLURAL, **options),
+            )
+        else:
+            response = self._call(
+                f"a watch of jeffreyintegrations in {where}",
+                lambda: api.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, **options),
+            )
+        return WatchStream(response)
+
+    def secret_value(self, namespace: str, name: str, key: str) -> str:
+        """One key of a Secret, decoded (with the user's RBAC; raises :class:`CtlError`)."""
+        import kubernetes
+
+        core = kubernetes.client.CoreV1Api(self.api_client)
+        secret = self._call(
+            f'secret "{name}" in namespace "{namespace}"',
+            lambda: core.read_namespaced_secret(name, namespace, _request_timeout=REQUEST_TIMEOUT),
+        )
+        data = getattr(secret, "data", None) or {}
+        if key not in data:
+            raise CtlError(f'secret "{name}" in namespace "{namespace}" has no key {key!r}')
+        return base64.b64decode(data[key]).decode("utf-8").strip()
 
     def deployments(self, namespace: str) -> dict[str, dict[str, Any]]:
         """The Deployments of a namespace, by name, as raw API dicts (one list call)."""
@@ -166,6 +217,51 @@ class Cluster:
             ),
         )
         return dict(result)
+
+
+class WatchExpired(CtlError):
+    """The watch's resourceVersion is too old (410 Gone): list again."""
+
+
+class WatchStream:
+    """The events of one watch request: ``(type, object)`` pairs until the server ends it.
+
+    :meth:`close` may be called from another thread to end a blocking read.
+    """
+
+    def __init__(self, response: Any) -> None:
+        self._response = response
+
+    def __iter__(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        buffer = b""
+        for chunk in self._response.stream(amt=65536, decode_content=True):
+            buffer += chunk
+            while b"\n" in buffer:
+                line, buffer = buffer.split(b"\n", 1)
+                if line.strip():
+                    yield self._event(line)
+        if buffer.strip():
+            yield self._event(buffer)
+
+    @staticmethod
+    def _event(line: bytes) -> tuple[str, dict[str, Any]]:
+        doc = json.loads(line)
+        kind = str(doc.get("type", ""))
+        obj = dict(doc.get("object") or {})
+        if kind == "ERROR":
+            code = int(obj.get("code") or 0)
+            if code == 410:
+                raise WatchExpired(str(obj.get("message") or "resourceVersion too old"))
+            raise CtlError(f"the watch failed: {code} {obj.get('message', '')}".rstrip())
+        return kind, obj
+
+    def close(self) -> None:
+        shutdown = getattr(self._response, "shutdown", None)
+        if callable(shutdown):  # urllib3 >= 2.3: interrupts a read blocked in another thread
+            with contextlib.suppress(Exception):  # it refuses a stream that has already ended
+                shutdown()
+        self._response.close()
+        self._response.release_conn()
 
 
 def connect(kubeconfig: str | None = None, context: str | None = None) -> Cluster:

@@ -4,6 +4,7 @@
     jeffreyctl history NAME [--redis-url URL] [--limit N] [-o ...]
     jeffreyctl plan NAME [-o ...]
     jeffreyctl retry|pause|resume NAME
+    jeffreyctl dashboard [--address 127.0.0.1] [--port 3100] [--read-only] [-A]
 
 Every command takes ``-n/--namespace``, ``--context`` and ``--kubeconfig`` like kubectl. Errors
 are one line on stderr and exit code 1; usage errors exit 2; Ctrl-C exits 130 (0 for --watch).
@@ -127,6 +128,37 @@ def build_parser(prog: str = "jeffreyctl") -> argparse.ArgumentParser:
         p = sub.add_parser(verb, help=text, description=text[0].upper() + text[1:] + ".")
         p.add_argument("name", metavar="NAME")
         _common(p, suppress=True)
+
+    dashboard = sub.add_parser(
+        "dashboard",
+        help="a live web dashboard of the ladders (in your browser, with your kubeconfig)",
+        description="Serves a web page on 127.0.0.1 showing every integration in scope, live through "
+        "one watch of the API: the ladder, modules, gates with sparklines from Prometheus, the "
+        "transitions, the last rollback; pause/resume/retry behind a confirmation (not with "
+        "--read-only). See docs/dashboard.md.",
+    )
+    _common(dashboard, suppress=True)
+    dashboard.add_argument("-A", "--all-namespaces", action="store_true", help="every namespace")
+    dashboard.add_argument(
+        "--address", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)"
+    )
+    dashboard.add_argument(
+        "--port", type=int, default=3100, help="port to listen on (3100; 0: any free port)"
+    )
+    dashboard.add_argument(
+        "--read-only", action="store_true", help="no pause/resume/retry buttons; refuse writes"
+    )
+    dashboard.add_argument(
+        "--prometheus-url",
+        help="where the sparklines come from instead of each integration's spec.analysis.prometheus.url "
+        "(e.g. http://127.0.0.1:9090 with kubectl port-forward)",
+    )
+    dashboard.add_argument(
+        "--redis-url", help="redis:// URL of the state store for the whole history (env JEFFREY_REDIS_URL)"
+    )
+    dashboard.add_argument(
+        "--redis-key-prefix", help="prefix of the Redis keys (default jeffrey, env JEFFREY_REDIS_KEY_PREFIX)"
+    )
     return parser
 
 
@@ -339,6 +371,31 @@ def cmd_steer(s: Session, action: str) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------- dashboard
+
+
+def cmd_dashboard(s: Session) -> int:
+    # The server (aiohttp web) loads only for this command: the others start faster without it.
+    from jeffrey_operator.ctl.dashboard.server import DashboardOptions, serve
+
+    args = s.args
+    if args.all_namespaces and getattr(args, "namespace", None):
+        raise CtlError("-n/--namespace and --all-namespaces exclude each other")
+    if not 0 <= args.port <= 65535:
+        raise CtlError(f"--port {args.port}: not a TCP port")
+    options = DashboardOptions(
+        address=args.address,
+        port=args.port,
+        read_only=args.read_only,
+        namespace=None if args.all_namespaces else s.namespace,
+        prometheus_url=args.prometheus_url or None,
+        redis_url=args.redis_url or os.environ.get("JEFFREY_REDIS_URL") or None,
+        redis_password=os.environ.get("JEFFREY_REDIS_PASSWORD") or None,
+        redis_key_prefix=args.redis_key_prefix or os.environ.get("JEFFREY_REDIS_KEY_PREFIX") or "jeffrey",
+    )
+    return serve(options, s.cluster, s.out, s.err)
+
+
 # ------------------------------------------------------------------------------------------ main
 
 
@@ -370,6 +427,8 @@ def main(
             return cmd_history(session)
         if args.command == "plan":
             return cmd_plan(session)
+        if args.command == "dashboard":
+            return cmd_dashboard(session)
         return cmd_steer(session, args.command)
     except CtlError as exc:
         err.write(f"{prog}: {exc}\n")

@@ -116,6 +116,9 @@ class PlaygroundOptions:
     stable_hold: float = 2.0
     #: Keep the working directory (logs, kubeconfig) after a successful run.
     keep_workdir: bool = False
+    #: Port of the web dashboard (``jeffreyctl dashboard``, served in-process); any free port
+    #: when this one is taken.
+    dashboard_port: int = 3100
 
     @classmethod
     def detect(cls, non_interactive: bool, speed: float) -> PlaygroundOptions:
@@ -376,6 +379,8 @@ class Playground:
         self.seen_seq = 0
         self.kubeconfig: Path | None = None
         self.gates: _ClosableGates | None = None
+        self.dashboard: Any = None  # BackgroundDashboard
+        self.dashboard_url = ""
 
     # -------------------------------------------------------------------------------- parts
     def start_parts(self, spec_modules: list[str]) -> None:
@@ -487,6 +492,43 @@ class Playground:
             0, "the operator (kopf, the pure engine, the Kubernetes/Prometheus/Redis adapters), unchanged"
         )
 
+    def start_dashboard(self) -> None:
+        """``jeffreyctl dashboard`` in this process, through the emulated API like any client."""
+        from jeffrey_operator.ctl.client import connect
+        from jeffrey_operator.ctl.dashboard.server import BackgroundDashboard, DashboardOptions
+
+        for port in (self.options.dashboard_port, 0):
+            options = DashboardOptions(
+                port=port, namespace=NAMESPACE, prometheus_url=self.prometheus_url, redis_url=self.redis_url
+            )
+            dashboard = BackgroundDashboard(options, connect(str(self.kubeconfig)))
+            try:
+                self.dashboard_url = dashboard.start()
+            except Exception:
+                dashboard.stop()
+                if port == 0:
+                    raise
+                continue
+            self.dashboard = dashboard
+            break
+        self.display.say(
+            f"  real      the dashboard (jeffreyctl dashboard, in this process): open {self.dashboard_url}"
+        )
+
+    def dashboard_saw(self) -> str:
+        """What the dashboard's own API shows of the integration now (proof that it serves)."""
+        if not self.dashboard_url:
+            return ""
+        try:
+            snapshot = http_json(self.dashboard_url + "api/integrations")
+        except OSError as exc:
+            return f"the dashboard did not answer: {exc}"
+        items = {i["key"]: i for i in snapshot.get("items", [])}
+        item = items.get(f"{NAMESPACE}/{NAME}")
+        if item is None:
+            return f"the dashboard shows no {NAMESPACE}/{NAME}"
+        return f"{item['key']} {item['phase']} ({item['health']}), current {item['currentLevel']}"
+
     # ---------------------------------------------------------------------------------- loop
     def read(self) -> dict[str, Any] | None:
         from jeffrey_operator.core.models import GROUP, PLURAL, VERSION
@@ -567,6 +609,7 @@ class Playground:
                 for module in modules:
                     self.emulator.create(deployment_manifest(module, NAMESPACE, replicas=0))
                 self.start_operator()
+                self.start_dashboard()
                 p = spec["promotion"]
                 d.say(
                     f"The ladder: {len(spec['levels'])} levels, {len(modules)} module Deployments "
@@ -607,6 +650,8 @@ class Playground:
             + (", Redis" if self.redis_url else "")
         )
         header = f"Jeffrey OS playground  [{header_real}; emulated: Kubernetes API, pods; simulated: modules]"
+        if self.dashboard_url:
+            header += f"\nin your browser: {self.dashboard_url}"
         body = dict(
             apiVersion="jeffreyos.io/v1alpha1",
             kind="JeffreyIntegration",
@@ -685,6 +730,9 @@ class Playground:
         d.frame(final, header, force=True)
         self.show_alert()
         self.show_ctl()
+        saw = self.dashboard_saw()
+        if saw:
+            self.display.say(f"dashboard at {self.dashboard_url} shows: {saw}")
         self.outcome.redis_history = self.redis_count()
 
     def show_alert(self) -> None:
@@ -774,6 +822,7 @@ class Playground:
     def cleanup(self, *, keep_logs: bool) -> None:
         """Stop everything we started: the operator, the simulators, the emulator, the children."""
         steps: list[tuple[str, Any]] = [
+            ("dashboard", lambda: self.dashboard.stop() if self.dashboard else None),
             ("gate port", lambda: self.gates.close() if self.gates else None),
             ("operator", lambda: self.operator.stop(timeout=15) if self.operator else None),
             ("simulators", lambda: self.fleet.stop() if self.fleet else None),
