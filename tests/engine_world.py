@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 
 from jeffrey_operator.core.engine import Decision, decide
 from jeffrey_operator.core.models import JeffreyIntegrationSpec, JeffreyIntegrationStatus
-from jeffrey_operator.core.ports import DeploymentObservation, GateReport, Observation
+from jeffrey_operator.core.ports import CheckOutcome, DeploymentObservation, GateReport, Observation
 
 T0 = datetime.datetime(2026, 11, 21, 9, 0, 0, tzinfo=datetime.UTC)
 
@@ -28,6 +28,9 @@ class World:
     instant: bool = True
     decisions: list[Decision] = field(default_factory=list)
     scale_log: list[tuple[str, int]] = field(default_factory=list)
+    #: What the runs of checks in flight gave (check name -> outcome).
+    checks: dict[str, CheckOutcome] = field(default_factory=dict)
+    name: str = "jeffrey"
 
     @classmethod
     def of(cls, spec: dict, **kw: object) -> World:  # type: ignore[type-arg]
@@ -43,6 +46,8 @@ class World:
             deployments=dict(self.deployments),
             gates=self.gates,
             retry_token=self.retry_token,
+            checks=dict(self.checks),
+            name=self.name,
         )
 
     def step(self) -> Decision:

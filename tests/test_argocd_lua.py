@@ -218,6 +218,57 @@ def test_rolled_back_is_degraded_with_the_reason(argo: ArgoLua) -> None:
     )
 
 
+def test_checks_in_flight_are_named_while_progressing(argo: ArgoLua) -> None:
+    checks = [
+        {"name": "core-smoke", "level": "CORE", "result": "Pass"},
+        {"name": "loops-ready", "level": "LOOPS", "result": "Inconclusive"},
+        {"name": "later", "level": "PRODUCTION", "result": "Pending"},
+    ]
+    obj = integration(
+        "Validating",
+        current="CONSCIOUS",
+        reason="WaitingForChecks",
+        message="holding LOOPS: waiting for validation checks (loops-ready)",
+        activeLevel="LOOPS",
+        checks=checks,
+    )
+    assert health(argo, obj) == (
+        "Progressing",
+        "Validating (current CONSCIOUS, target PRODUCTION, working on LOOPS): WaitingForChecks: "
+        "holding LOOPS: waiting for validation checks (loops-ready); checks: loops-ready Inconclusive",
+    )
+
+
+def test_a_rollback_by_a_check_names_it(argo: ArgoLua) -> None:
+    obj = integration(
+        "RolledBack",
+        current="CORE",
+        reason="RolledBack",
+        message="rolled back to CORE: check core-smoke failed: Job jeffrey-core-smoke-1 failed",
+        lastRollback={"fromLevel": "COGNITIVE", "reason": "CheckFailed", "check": "core-smoke"},
+        checks=[{"name": "core-smoke", "level": "CORE", "result": "Fail"}],
+    )
+    assert health(argo, obj) == (
+        "Degraded",
+        "Rolled back to CORE from COGNITIVE (check core-smoke): RolledBack: "
+        "rolled back to CORE: check core-smoke failed: Job jeffrey-core-smoke-1 failed",
+    )
+
+
+def test_stable_with_a_held_failed_check_is_degraded(argo: ArgoLua) -> None:
+    obj = integration(
+        "Stable",
+        reason="CheckFailed",
+        message="holding: check prod-e2e failed: HTTP 503, expected 2xx",
+        checks=[{"name": "prod-e2e", "level": "PRODUCTION", "result": "Fail"}],
+    )
+    assert health(argo, obj) == (
+        "Degraded",
+        "Stable at PRODUCTION, check failed: prod-e2e: CheckFailed: "
+        "holding: check prod-e2e failed: HTTP 503, expected 2xx",
+    )
+
+
 def test_rolled_back_without_a_record(argo: ArgoLua) -> None:
     assert health(argo, integration("RolledBack", current="CORE")) == ("Degraded", "Rolled back to CORE")
 

@@ -158,6 +158,7 @@ NAMESPACED_RULES = {
     ("apps", "deployments/scale"): {"get", "patch", "update"},
     ("", "events"): {"create", "patch"},
     ("events.k8s.io", "events"): {"create", "patch"},
+    ("batch", "jobs"): {"create", "get", "list", "watch", "delete"},
     ("", "secrets"): {"get"},
 }
 CRD_RULE = {("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"}}
@@ -779,6 +780,7 @@ def test_grafana_dashboard(helm: str) -> None:
         "jeffrey_gate_value",
         "jeffrey_transitions_total",
         "jeffrey_rollbacks_total",
+        "jeffrey_check_runs_total",
     ):
         assert metric in exprs, metric
     ids = [p["id"] for p in dashboard["panels"]]

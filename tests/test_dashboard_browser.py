@@ -461,14 +461,15 @@ def test_time_left_runs_in_the_page_and_checks_and_notifications_show(
     from selenium.webdriver.common.by import By
 
     emu, url, _, dashboard = still
-    # status.checks and status.notifications come from features being built now (level checks,
-    # notifications): the page shows them whatever their exact schema. The CRD does not have them
-    # yet (the API would prune them), so this object reaches the dashboard as its watch would
-    # deliver it once it does.
+    # status.checks (level checks, docs/checks.md) and status.notifications (being built now): the
+    # page shows them whatever their exact schema. The CRD does not have notifications yet (the API
+    # would prune them), so this object reaches the dashboard as its watch would deliver it.
     body = dict(emu.get(JI, "alpha", "climbing"))
     body["status"] = {
         **body["status"],
-        "checks": [{"name": "smoke", "level": "COGNITIVE", "result": "Passed", "message": "HTTP 200"}],
+        "checks": [
+            {"name": "smoke", "level": "COGNITIVE", "result": "Pass", "attempt": 1, "message": "HTTP 200"}
+        ],
         "notifications": [
             {"name": "slack", "result": "Sent", "url": "https://hooks.slack.com/services/T000/B000/XXXX"}
         ],
@@ -486,7 +487,7 @@ def test_time_left_runs_in_the_page_and_checks_and_notifications_show(
     assert browser.find_element(By.ID, "waiting-bar").get_attribute("max") == "3600"
 
     checks = browser.find_element(By.ID, "checks-section")
-    assert checks.is_displayed() and "smoke COGNITIVE" in checks.text and "Passed" in checks.text
+    assert checks.is_displayed() and "smoke COGNITIVE" in checks.text and "Pass" in checks.text
     notes = browser.find_element(By.ID, "notifications-section")
     assert notes.is_displayed() and "slack" in notes.text and "Sent" in notes.text
     assert "hooks.slack.com" not in browser.page_source

@@ -9,6 +9,8 @@ import urllib.request
 from jeffrey_operator.adapters import telemetry as metrics
 from jeffrey_operator.core.engine import Decision
 from jeffrey_operator.core.models import (
+    CheckResult,
+    CheckStatus,
     GateResult,
     GateStatus,
     JeffreyIntegrationStatus,
@@ -185,6 +187,7 @@ def test_every_documented_metric_is_exported() -> None:
         "jeffrey_transitions_total",
         "jeffrey_rollbacks_total",
         "jeffrey_gate_evaluations_total",
+        "jeffrey_check_runs_total",
         "jeffrey_gate_value",
         "jeffrey_reconcile_duration_seconds",
         "jeffrey_prometheus_query_duration_seconds",
@@ -220,3 +223,20 @@ def test_docs_list_every_operator_metric() -> None:
     for family in metrics.REGISTRY.collect():
         name = family.name + ("_total" if family.type == "counter" else "")
         assert f"| `{name}` |" in docs, f"{name} is not documented in docs/metrics.md"
+
+
+def test_check_runs_are_born_at_zero_and_counted_once_per_result() -> None:
+    labels = {"namespace": "ns-checks", "name": "ji", "check": "core-smoke"}
+    running = CheckStatus(name="core-smoke", level=Level.CORE, result=CheckResult.RUNNING, attempt=1)
+    metrics.record_checks("ns-checks", "ji", [], [running])
+    for result in ("Pass", "Fail", "Inconclusive", "Invalid"):
+        assert sample("jeffrey_check_runs_total", **labels, result=result) == 0
+    passed = running.model_copy(update={"result": CheckResult.PASS})
+    metrics.record_checks("ns-checks", "ji", [running], [passed])
+    metrics.record_checks("ns-checks", "ji", [passed], [passed])  # the same run: not counted again
+    again = passed.model_copy(update={"attempt": 2})
+    metrics.record_checks("ns-checks", "ji", [passed], [again])  # a new run that passed
+    assert sample("jeffrey_check_runs_total", **labels, result="Pass") == 2
+    assert sample("jeffrey_check_runs_total", **labels, result="Fail") == 0
+    metrics.forget("ns-checks", "ji")
+    assert sample("jeffrey_check_runs_total", **labels, result="Pass") is None

@@ -525,16 +525,18 @@ def test_every_example_with_notifications_is_applied_and_its_sinks_are_tracked(
     ji["spec"]["promotion"] = dict(FAST)
     start_operator(cluster)
     cluster.emu.create(ji)
-    status = wait_for(
+    wait_for(
         lambda: (
             (s := cluster.status(ji["metadata"]["name"], ns))
             and {d["name"] for d in s.get("notifications", [])} == {x["name"] for x in sinks}
-            and s
+            and any(
+                c["type"] == "NotificationsDelivered" and c["status"] == "True"
+                for c in s.get("conditions", [])
+            )
         ),
         within=20,
-        what="every sink of the example tracked in status.notifications",
+        what="every sink of the example tracked in status.notifications, NotificationsDelivered=True",
     )
-    assert condition(status, "NotificationsDelivered")["status"] == "True"
 
 
 def deployments_for_example(cluster: Cluster, ji: dict[str, Any]) -> None:

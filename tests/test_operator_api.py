@@ -204,9 +204,7 @@ def test_bad_input_is_invalid_and_touches_nothing(
         assert cluster.wait_phase("Stable")["currentLevel"] == "PRODUCTION"
 
 
-@pytest.mark.parametrize(
-    "name", ["jeffrey-full-ladder.yaml", "jeffrey-core-only.yaml", "jeffrey-notifications.yaml"]
-)
+@pytest.mark.parametrize("name", ["jeffrey-full-ladder.yaml", "jeffrey-core-only.yaml"])
 def test_every_example_is_applied_and_reaches_its_target(cluster: Cluster, name: str) -> None:
     cluster.start_operator()
     ji = example(name)

@@ -5,7 +5,10 @@
 --   Progressing  the operator has not seen the latest spec yet (generation ~= observedGeneration),
 --                or the phase is Pending, Promoting, Validating, CoolingDown, Demoting, RollingBack
 --   Healthy      Stable at the target level
---   Degraded     RolledBack or Invalid
+--   Degraded     RolledBack or Invalid, or Stable with a failed level check (onFailure: hold)
+--
+-- Level checks (status.checks) that are running, inconclusive, failed or invalid are named in the
+-- message, and a rollback caused by a check names it.
 --   Suspended    Paused, or spec.paused
 local hs = {}
 
@@ -26,6 +29,31 @@ local function describe(status, prefix)
     out = out .. ": " .. text(status.message)
   end
   return out
+end
+
+-- "; checks: core-smoke Running, loops-ready Fail" for the checks worth a look ("" if none).
+local watched_results = {Running = true, Inconclusive = true, Fail = true, Invalid = true}
+local function checks_note(status)
+  local parts = {}
+  for _, check in ipairs(status.checks or {}) do
+    if watched_results[check.result] then
+      table.insert(parts, text(check.name) .. " " .. text(check.result))
+    end
+  end
+  if #parts == 0 then
+    return ""
+  end
+  return "; checks: " .. table.concat(parts, ", ")
+end
+
+local function failed_checks(status)
+  local names = {}
+  for _, check in ipairs(status.checks or {}) do
+    if check.result == "Fail" or check.result == "Invalid" then
+      table.insert(names, text(check.name))
+    end
+  end
+  return names
 end
 
 local spec = obj.spec or {}
@@ -63,6 +91,9 @@ if phase == "RolledBack" then
   if last ~= nil and last.fromLevel ~= nil then
     out = out .. " from " .. text(last.fromLevel)
   end
+  if last ~= nil and last.check ~= nil and last.check ~= "" then
+    out = out .. " (check " .. text(last.check) .. ")"
+  end
   hs.status = "Degraded"
   hs.message = describe(status, out)
   return hs
@@ -88,11 +119,17 @@ if transitional[phase] then
     out = out .. ", working on " .. text(status.activeLevel)
   end
   hs.status = "Progressing"
-  hs.message = describe(status, out .. ")")
+  hs.message = describe(status, out .. ")") .. checks_note(status)
   return hs
 end
 
 if phase == "Stable" then
+  local failed = failed_checks(status)
+  if #failed > 0 then
+    hs.status = "Degraded"
+    hs.message = describe(status, "Stable at " .. current .. ", check failed: " .. table.concat(failed, ", "))
+    return hs
+  end
   if current == target then
     hs.status = "Healthy"
     hs.message = describe(status, "Stable at " .. current)

@@ -223,6 +223,11 @@ Each rule says who needs it: "kopf" (the framework itself) or "operator" (our lo
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
+# operator: level checks (spec.checks) run as Jobs: create one per run, watch them (found by
+# their labels after a restart), delete superseded Jobs and those beyond the history.
+- apiGroups: ["batch"]
+  resources: ["jobs"]
+  verbs: ["create", "get", "list", "watch", "delete"]
 {{- if .Values.rbac.readSecrets }}
 # operator: read Prometheus bearer tokens / basic auth a JeffreyIntegration refers to.
 - apiGroups: [""]

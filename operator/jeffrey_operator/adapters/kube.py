@@ -1,7 +1,8 @@
 """The Kubernetes adapter: the only module that calls the API (besides kopf itself).
 
-It turns Deployment bodies into :class:`~jeffrey_operator.core.ports.DeploymentObservation`, scales
-Deployments, and patches the JeffreyIntegration status. It decides nothing.
+It turns Deployment bodies into :class:`~jeffrey_operator.core.ports.DeploymentObservation` and
+check Job bodies into :class:`~jeffrey_operator.core.ports.JobObservation`, scales Deployments,
+creates and deletes check Jobs, and patches the JeffreyIntegration status. It decides nothing.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from jeffrey_operator.core.checks import LABEL_ATTEMPT, LABEL_CHECK, LABEL_LEVEL
 from jeffrey_operator.core.models import GROUP, PLURAL, VERSION
-from jeffrey_operator.core.ports import DeploymentObservation
+from jeffrey_operator.core.ports import DeploymentObservation, JobObservation
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,43 @@ def observe_deployment(body: Mapping[str, Any]) -> DeploymentObservation:
         available_replicas=int(status.get("availableReplicas") or 0),
         generation=int(meta.get("generation") or 1),
         observed_generation=int(status.get("observedGeneration") or 0),
+    )
+
+
+def observe_job(body: Mapping[str, Any]) -> JobObservation:
+    """A check Job body → what the engine needs (its run from the labels, its end from conditions)."""
+    meta = body.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    status = body.get("status") or {}
+    true = {
+        str(c.get("type")): c
+        for c in status.get("conditions") or []
+        if isinstance(c, Mapping) and c.get("status") == "True"
+    }
+    failed = true.get("Failed")
+    try:
+        attempt = int(labels.get(LABEL_ATTEMPT, 0))
+    except (TypeError, ValueError):
+        attempt = 0
+    return JobObservation(
+        name=str(meta.get("name", "")),
+        check=str(labels.get(LABEL_CHECK, "")),
+        attempt=attempt,
+        level=str(labels.get(LABEL_LEVEL, "")),
+        complete="Complete" in true,
+        failed=failed is not None,
+        reason=str(failed.get("reason") or "") if failed else "",
+        message=str(failed.get("message") or "") if failed else "",
+        active=int(status.get("active") or 0),
+        creation=str(meta.get("creationTimestamp", "")),
+        owner=next(
+            (
+                str(ref.get("uid", ""))
+                for ref in meta.get("ownerReferences") or []
+                if isinstance(ref, Mapping) and ref.get("kind") == "JeffreyIntegration"
+            ),
+            "",
+        ),
     )
 
 
@@ -146,6 +185,32 @@ class Kube:
             {"status": patch},
         )
         return dict(result) if isinstance(result, dict) else {}
+
+    async def create_job(self, namespace: str, manifest: Mapping[str, Any]) -> bool:
+        """Create a check Job; False when a Job of that name exists already (the same run)."""
+        import kubernetes
+
+        batch = kubernetes.client.BatchV1Api(self.client)
+        self._count("create", "jobs")
+        try:
+            await self._call(batch.create_namespaced_job, namespace, dict(manifest))
+        except KubeError as exc:
+            if exc.status == 409:
+                return False
+            raise
+        return True
+
+    async def delete_job(self, namespace: str, name: str) -> None:
+        """Delete a check Job and its pods (background propagation); gone already is fine."""
+        import kubernetes
+
+        batch = kubernetes.client.BatchV1Api(self.client)
+        self._count("delete", "jobs")
+        try:
+            await self._call(batch.delete_namespaced_job, name, namespace, propagation_policy="Background")
+        except KubeError as exc:
+            if exc.status != 404:
+                raise
 
     async def read_secret_key(self, namespace: str, name: str, key: str) -> str:
         """The decoded value of one key of a Secret (for Prometheus credentials)."""

@@ -20,7 +20,15 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.metrics import MetricWrapperBase
 
-from jeffrey_operator.core.models import GateResult, GateStatus, JeffreyIntegrationStatus, Level, Phase
+from jeffrey_operator.core.models import (
+    CheckResult,
+    CheckStatus,
+    GateResult,
+    GateStatus,
+    JeffreyIntegrationStatus,
+    Level,
+    Phase,
+)
 from jeffrey_operator.core.timestamps import parse_time
 
 if TYPE_CHECKING:
@@ -35,6 +43,7 @@ __all__ = [
     "observe_reconcile",
     "observe_status",
     "record_api_write",
+    "record_checks",
     "record_gates",
     "record_notification",
     "record_prometheus_error",
@@ -91,6 +100,14 @@ GATE_EVALUATIONS = Counter(
     (*_INTEGRATION, "gate", "result"),
     registry=REGISTRY,
 )
+CHECK_RUNS = Counter(
+    "jeffrey_check_runs",
+    "Runs of level checks (spec.checks) by result: Pass, Fail, Inconclusive, Invalid.",
+    (*_INTEGRATION, "check", "result"),
+    registry=REGISTRY,
+)
+#: The results a check run is counted under (each created at 0 for every check).
+CHECK_RUN_RESULTS = (CheckResult.PASS, CheckResult.FAIL, CheckResult.INCONCLUSIVE, CheckResult.INVALID)
 GATE_VALUE = Gauge(
     "jeffrey_gate_value",
     "Last value a gate's query returned (the series the status names; NaN when none).",
@@ -203,6 +220,17 @@ def record_gates(namespace: str, name: str, gates: Iterable[GateStatus]) -> None
         _child(GATE_VALUE, namespace, name, gate.name).set(float("nan") if gate.value is None else gate.value)
 
 
+def record_checks(namespace: str, name: str, old: Iterable[CheckStatus], new: Iterable[CheckStatus]) -> None:
+    """Count every check run that reached a result since ``old`` (a run that is inconclusive and
+    then passes counts once under each); every check's counters exist from the start, at 0."""
+    before = {s.name: (s.attempt, s.result) for s in old}
+    for check in new:
+        for result in CHECK_RUN_RESULTS:
+            _child(CHECK_RUNS, namespace, name, check.name, result.value)  # born at 0
+        if check.result in CHECK_RUN_RESULTS and before.get(check.name) != (check.attempt, check.result):
+            _child(CHECK_RUNS, namespace, name, check.name, check.result.value).inc()
+
+
 def forget(namespace: str, name: str) -> None:
     """Remove every label set of a deleted integration."""
     with _lock:
@@ -274,6 +302,7 @@ class OperatorTelemetry:
             record_rollback(namespace, name, rollback.reason)
         if new.phase is not Phase.PAUSED:  # paused: the gates shown are the old ones, not evaluated
             record_gates(namespace, name, new.gates)
+        record_checks(namespace, name, old.checks, new.checks)
         observe_reconcile(seconds)
 
     def forget(self, namespace: str, name: str) -> None:

@@ -22,6 +22,7 @@ GATES_HEALTHY = "GatesHealthy"
 METRICS_AVAILABLE = "MetricsAvailable"
 STATE_STORE_AVAILABLE = "StateStoreAvailable"
 NOTIFICATIONS_DELIVERED = "NotificationsDelivered"
+CHECKS_HEALTHY = "ChecksHealthy"
 
 CONDITION_TYPES = (
     READY,
@@ -32,6 +33,7 @@ CONDITION_TYPES = (
     METRICS_AVAILABLE,
     STATE_STORE_AVAILABLE,
     NOTIFICATIONS_DELIVERED,
+    CHECKS_HEALTHY,
 )
 
 # ---------------------------------------------------------------------------------------- reasons
@@ -79,6 +81,17 @@ STATE_STORE_DISABLED = "StateStoreDisabled"
 NOTIFICATIONS_UP_TO_DATE = "NotificationsUpToDate"
 NOTIFICATION_FAILING = "NotificationFailing"
 NOTIFICATION_REFUSED = "NotificationRefused"
+# Level checks (spec.checks)
+WAITING_FOR_CHECKS = "WaitingForChecks"
+CHECK_STARTED = "CheckStarted"
+CHECK_PASSED = "CheckPassed"
+CHECK_FAILED = "CheckFailed"
+CHECK_INCONCLUSIVE = "CheckInconclusive"
+CHECK_INVALID = "InvalidCheck"
+CHECKS_RUNNING = "ChecksRunning"
+CHECKS_PASSING = "ChecksPassing"
+CHECKS_PENDING = "ChecksPending"
+JOB_CREATE_FAILED = "CheckJobCreateFailed"
 # Operator-level
 SCALED = "Scaled"
 SCALE_FAILED = "ScaleFailed"

@@ -53,6 +53,10 @@ def _structural(node: Any, defs: dict[str, Any]) -> Any:
             continue
         if key == "additionalProperties" and value is False:
             continue  # structural schemas forbid it beside properties; pruning drops unknowns
+        if key == "additionalProperties" and value is True:
+            # Pass-through Kubernetes types (a Job template): keep the fields we do not type.
+            out["x-kubernetes-preserve-unknown-fields"] = True
+            continue
         if key == "properties":
             out[key] = {name: _structural(prop, defs) for name, prop in value.items()}
         elif key in ("items", "additionalProperties"):
@@ -91,7 +95,32 @@ def spec_schema() -> dict[str, Any]:
     gates["x-kubernetes-validations"] = [
         {"rule": "self.all(x, self.exists_one(y, y.name == x.name))", "message": "gate names must be unique"}
     ]
+    _check_rules(schema["properties"]["checks"])
     return schema
+
+
+def _check_rules(checks: dict[str, Any]) -> None:
+    """CEL for what the pydantic validators of :class:`CheckSpec` say (one rule, two places: the
+    API server refuses; an object that bypassed it becomes Invalid in the operator)."""
+    checks["x-kubernetes-validations"] = [
+        {"rule": "self.all(x, self.exists_one(y, y.name == x.name))", "message": "check names must be unique"}
+    ]
+    item = checks["items"]
+    item["x-kubernetes-validations"] = [
+        {"rule": "has(self.job) != has(self.http)", "message": "set exactly one of job or http"}
+    ]
+    http = item["properties"]["http"]
+    http["x-kubernetes-validations"] = [
+        {
+            "rule": "has(self.jsonPath) == has(self.equals)",
+            "message": "jsonPath and equals go together: set both or neither",
+        }
+    ]
+    http["properties"]["expectStatus"]["items"].update({"minimum": 100, "maximum": 599})
+    header = http["properties"]["headers"]["items"]
+    header["x-kubernetes-validations"] = [
+        {"rule": "has(self.value) != has(self.valueFrom)", "message": "set exactly one of value or valueFrom"}
+    ]
 
 
 def status_schema() -> dict[str, Any]:

@@ -43,6 +43,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from jeffrey_operator.core.checks import check_urls
 from jeffrey_operator.core.models import JeffreyIntegrationSpec
 from jeffrey_operator.core.validation import Problem
 
@@ -273,6 +274,7 @@ def spec_urls(spec: JeffreyIntegrationSpec) -> list[tuple[str, str]]:
     out = []
     if spec.gates or spec.default_gates:
         out.append(("spec.analysis.prometheus.url", spec.analysis.prometheus.url))
+    out.extend(check_urls(spec))
     for i, sink in enumerate(spec.notifications):
         if sink.alertmanager is not None:
             out.append((f"spec.notifications[{i}].alertmanager.url", sink.alertmanager.url))

@@ -24,10 +24,16 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass, field
 
+from jeffrey_operator.core import checks as ck
 from jeffrey_operator.core import conditions as c
 from jeffrey_operator.core.durations import parse_duration
 from jeffrey_operator.core.models import (
     TRANSITIONS_KEPT,
+    CheckOnFailure,
+    CheckResult,
+    CheckSpec,
+    CheckStatus,
+    CheckWhen,
     Condition,
     ConditionStatus,
     GateResult,
@@ -47,6 +53,7 @@ from jeffrey_operator.core.ports import (
     MISSING,
     DeploymentObservation,
     Event,
+    EventType,
     GateMode,
     GateReport,
     GateVerdict,
@@ -119,6 +126,8 @@ def ceiling(status: JeffreyIntegrationStatus) -> Level | None:
     rollback). Otherwise: the current level (during a demotion ``currentLevel`` has already moved
     below the level being drained).
     """
+    if status.phase == Phase.PROMOTING and ck.pre_checks_pending(status.checks, status.active_level):
+        return status.current_level  # beforePromotion checks run before the level is scaled
     if status.phase in (Phase.PROMOTING, Phase.VALIDATING):
         return status.active_level
     if status.phase in (Phase.ROLLING_BACK, Phase.ROLLED_BACK):
@@ -234,6 +243,7 @@ def decide(
     problems = validate(spec, obs.deployments)
     if problems:
         return _invalid(step, problems)
+    step.status.checks = ck.sync(spec, step.status.checks)
 
     if spec.paused:
         step.move(Phase.PAUSED, c.PAUSED, "paused by spec.paused: no promotion, demotion or rollback")
@@ -297,6 +307,7 @@ def _advance(step: _Step) -> None:
             return
         reason, message = retry
         step.status.last_retry_token = step.obs.retry_token
+        step.status.checks = [ck.reset(s, "climbing again: runs at its moment") for s in st.checks]
         step.move(Phase.PENDING, reason, message, active=None)
         return
 
@@ -305,6 +316,9 @@ def _advance(step: _Step) -> None:
     judged = step.gates_for[0] is not GateMode.NONE and gate_mode(st)[0] is not GateMode.NONE
     if judged and gates.verdict is GateVerdict.BREACH:
         _rollback(step, c.GATE_BREACH, _breach_message(gates), gates)
+        return
+    # --- level checks: start those whose moment came, judge those in flight ------------------
+    if st.phase in (*_RUNNING_PHASES, Phase.STABLE) and _drive_checks(step):
         return
     # --- an up level that lost readiness for longer than the readiness timeout ---------------
     if st.current_level is not None and st.phase in (*_RUNNING_PHASES, Phase.STABLE):
@@ -325,6 +339,9 @@ def _advance(step: _Step) -> None:
             step.status = st.model_copy(update={"unready_since": ""})
             return
 
+    # --- a failed check with onFailure: hold stops the climb where it is -----------------------
+    if st.phase in (*_RUNNING_PHASES, Phase.STABLE) and _held_by_check(step):
+        return
     # --- demotion: one level at a time, highest first, no gates --------------------------------
     if st.phase == Phase.DEMOTING and st.active_level is not None:
         if not _drained_level(step, st.active_level):
@@ -368,6 +385,17 @@ def _advance(step: _Step) -> None:
         if step.wait_until(st.phase_since, parse_duration(spec.promotion.cooldown)):
             return
     elif st.phase == Phase.PROMOTING and st.active_level == nxt:
+        before = ck.summarize([s for s in st.checks if ck.applies(s, nxt, CheckWhen.BEFORE_PROMOTION)])
+        if before.verdict is not GateVerdict.PASS:
+            waiting = _waiting_message(step, nxt, CheckWhen.BEFORE_PROMOTION)
+            if (st.reason, st.message) != (c.WAITING_FOR_CHECKS, waiting):
+                step.move(Phase.PROMOTING, c.WAITING_FOR_CHECKS, waiting)
+            return
+        if st.reason == c.WAITING_FOR_CHECKS:
+            # Checks passed: scale the level now; the readiness timeout counts from here.
+            step.move(Phase.PROMOTING, c.PROMOTING, "beforePromotion checks passed; " + _scaling(spec, nxt))
+            step.status = step.status.model_copy(update={"phase_since": step.stamp})
+            return
         unready = _unready_required(step, nxt, up_to_inclusive=False)
         if not unready:
             step.move(
@@ -404,6 +432,19 @@ def _advance(step: _Step) -> None:
                     f"holding {nxt.value}: {gates.message or 'health gates inconclusive'}",
                 )
             return
+        validation = ck.summarize([s for s in st.checks if ck.applies(s, nxt, CheckWhen.VALIDATION)])
+        if validation.verdict is not GateVerdict.PASS:
+            waiting = _waiting_message(step, nxt, CheckWhen.VALIDATION)
+            if (st.reason, st.message) != (c.WAITING_FOR_CHECKS, waiting):
+                step.move(Phase.VALIDATING, c.WAITING_FOR_CHECKS, waiting)
+            return
+        if st.reason == c.WAITING_FOR_CHECKS:
+            step.move(
+                Phase.VALIDATING,
+                c.VALIDATING,
+                f"{nxt.value} checks passed; validating health for {spec.promotion.validation_window}",
+            )
+            return
         window_start = st.phase_since
         passing = gates.passing_since
         started = parse_time(st.phase_since)
@@ -428,14 +469,124 @@ def _advance(step: _Step) -> None:
                 active=nxt,
             )
         return
-    step.move(
-        Phase.PROMOTING,
-        c.PROMOTING,
-        f"promoting {nxt.value}: scaling "
-        + ", ".join(f"{m.deployment}={m.replicas}" for m in _level_spec(spec, nxt).modules),
-        active=nxt,
-        level_started=True,
+    # A new climb of this level: its checks run again (each run gets a new attempt number).
+    step.status.checks = [
+        ck.reset(s, f"runs at {s.when.value} of {nxt.value}") if s.level == nxt else s for s in st.checks
+    ]
+    if any(ck.applies(s, nxt, CheckWhen.BEFORE_PROMOTION) for s in step.status.checks):
+        reason, message = c.WAITING_FOR_CHECKS, _waiting_message(step, nxt, CheckWhen.BEFORE_PROMOTION)
+    else:
+        reason, message = c.PROMOTING, _scaling(spec, nxt)
+    step.move(Phase.PROMOTING, reason, message, active=nxt, level_started=True)
+
+
+def _scaling(spec: JeffreyIntegrationSpec, level: Level) -> str:
+    return f"promoting {level.value}: scaling " + ", ".join(
+        f"{m.deployment}={m.replicas}" for m in _level_spec(spec, level).modules
     )
+
+
+def _waiting_message(step: _Step, level: Level, when: CheckWhen) -> str:
+    names = [s.name for s in step.status.checks if ck.applies(s, level, when)]
+    if when is CheckWhen.BEFORE_PROMOTION:
+        return f"running beforePromotion checks of {level.value} ({', '.join(names)}); its Deployments wait"
+    return f"holding {level.value}: waiting for validation checks ({', '.join(names)})"
+
+
+# ------------------------------------------------------------------------------------------ checks
+
+
+def _check_applies(step: _Step, check: CheckSpec, cs: CheckStatus) -> bool:
+    """Whether a check's moment has come in this phase (see :mod:`jeffrey_operator.core.checks`)."""
+    st = step.status
+    if check.when is CheckWhen.AFTER_PROMOTION:
+        return st.current_level is not None and check.level.rank <= st.current_level.rank
+    if st.active_level != check.level or st.phase not in (Phase.PROMOTING, Phase.VALIDATING):
+        return False
+    if check.when is CheckWhen.BEFORE_PROMOTION:
+        return st.phase == Phase.PROMOTING or cs.result is not CheckResult.PENDING
+    # validation: inside the window; a run that started stays observed if readiness flickers
+    return st.phase == Phase.VALIDATING or cs.result is not CheckResult.PENDING
+
+
+def _drive_checks(step: _Step) -> bool:
+    """Start the checks whose moment came, judge those in flight, roll back on a failure
+    (``onFailure: rollback``). Returns True when the step changed something."""
+    st = step.status
+    interval = parse_duration(step.spec.analysis.interval)
+    new_list: list[CheckStatus] = []
+    retry_token = st.last_retry_token
+    for check, cs in zip(step.spec.checks, st.checks, strict=True):
+        new = cs
+        if not _check_applies(step, check, cs):
+            new_list.append(new)
+            continue
+        held = new.result is CheckResult.FAIL and check.on_failure is CheckOnFailure.HOLD
+        asked = bool(step.obs.retry_token) and step.obs.retry_token != st.last_retry_token
+        if held and (asked or step.obs.generation != new.generation):
+            new = ck.reset(new, "retry requested" if asked else "spec changed")
+            retry_token = step.obs.retry_token
+        if new.result is CheckResult.PENDING:
+            new = ck.start(check, new, step.now, integration=step.obs.name, generation=step.obs.generation)
+            step.events.append(Event("Normal", c.CHECK_STARTED, f"check {check.name}: {new.message}"))
+        else:
+            new = ck.judge(check, new, step.obs.checks.get(check.name), step.now)
+        if new.result is not cs.result or new.attempt != cs.attempt:
+            _check_event(step, new)
+        if new.result in ck.IN_FLIGHT:
+            left = ck.remaining(check, new, step.now)
+            fresh = (
+                check.http is not None and new.result is CheckResult.RUNNING and cs.result is not new.result
+            )
+            step.deadlines.append(0.0 if fresh else min(interval, left if left is not None else interval))
+        new_list.append(new)
+    if new_list != st.checks or retry_token != st.last_retry_token:
+        step.status = st.model_copy(update={"checks": new_list, "last_retry_token": retry_token})
+        changed = True
+    else:
+        changed = False
+    failed = _failed_check(step, CheckOnFailure.ROLLBACK)
+    if failed is not None:
+        check, cs = failed
+        _rollback(step, c.CHECK_FAILED, f"check {check.name} failed: {cs.message}", check=check.name)
+        return True
+    return changed
+
+
+def _failed_check(step: _Step, on_failure: CheckOnFailure) -> tuple[CheckSpec, CheckStatus] | None:
+    """The first applicable check (spec order) that failed, with this ``onFailure``."""
+    for check, cs in zip(step.spec.checks, step.status.checks, strict=True):
+        failed = cs.result is CheckResult.FAIL and check.on_failure is on_failure
+        if failed and _check_applies(step, check, cs):
+            return check, cs
+    return None
+
+
+def _held_by_check(step: _Step) -> bool:
+    """A failed ``onFailure: hold`` check: the climb stops (reason CheckFailed) until a retry."""
+    failed = _failed_check(step, CheckOnFailure.HOLD)
+    if failed is None:
+        return False
+    check, cs = failed
+    hold = (
+        f"holding: check {check.name} failed: {cs.message} "
+        "(onFailure=hold; retry with jeffreyos.io/retry or a spec change)"
+    )
+    if (step.status.reason, step.status.message) != (c.CHECK_FAILED, hold):
+        step.move(step.status.phase, c.CHECK_FAILED, hold, event_type="Warning")
+    return True
+
+
+def _check_event(step: _Step, cs: CheckStatus) -> None:
+    reason = {
+        CheckResult.PASS: c.CHECK_PASSED,
+        CheckResult.FAIL: c.CHECK_FAILED,
+        CheckResult.INCONCLUSIVE: c.CHECK_INCONCLUSIVE,
+        CheckResult.INVALID: c.CHECK_INVALID,
+    }.get(cs.result)
+    if reason is not None:
+        kind: EventType = "Normal" if cs.result is CheckResult.PASS else "Warning"
+        step.events.append(Event(kind, reason, f"check {cs.name} (attempt {cs.attempt}): {cs.message}"))
 
 
 def _retry_reason(step: _Step) -> tuple[str, str] | None:
@@ -456,7 +607,9 @@ def _retry_reason(step: _Step) -> tuple[str, str] | None:
     return None
 
 
-def _rollback(step: _Step, reason: str, message: str, gates: GateReport | None = None) -> None:
+def _rollback(
+    step: _Step, reason: str, message: str, gates: GateReport | None = None, *, check: str = ""
+) -> None:
     st = step.status
     top = max(
         (lv for lv in (st.current_level, st.active_level) if lv is not None),
@@ -479,9 +632,14 @@ def _rollback(step: _Step, reason: str, message: str, gates: GateReport | None =
                 threshold=threshold,
                 generation=step.obs.generation,
                 retry_token=step.obs.retry_token,
+                check=check,
             ),
             "last_retry_token": step.obs.retry_token,
             "unready_since": "",
+            # Runs still in flight no longer count: their Jobs are deleted, they run again next climb.
+            "checks": [
+                ck.reset(s, "stopped by the rollback") if s.result in ck.IN_FLIGHT else s for s in st.checks
+            ],
         }
     )
     step.status = st
@@ -616,6 +774,8 @@ def _conditions(step: _Step, degraded_message: str) -> list[Condition]:
         generation=gen,
     )
     stalled = phase in (Phase.INVALID, Phase.ROLLED_BACK)
+    # A failed check with onFailure: hold waits for a human (a retry or a spec change) too.
+    stalled = stalled or (st.reason == c.CHECK_FAILED and phase is not Phase.ROLLING_BACK)
     conds = c.set_condition(
         conds,
         c.STALLED,
@@ -626,6 +786,8 @@ def _conditions(step: _Step, degraded_message: str) -> list[Condition]:
         generation=gen,
     )
     conds = _gate_conditions(conds, step.obs.gates, now, gen)
+    if step.spec.checks:
+        conds = _check_condition(conds, st.checks, now, gen)
     conds = c.set_condition(
         conds,
         c.DEGRADED,
@@ -683,6 +845,35 @@ def _gate_conditions(conds: list[Condition], report: GateReport, now: str, gen: 
         now=now,
         generation=gen,
     )
+
+
+def _check_condition(
+    conds: list[Condition], checks: list[CheckStatus], now: str, gen: int
+) -> list[Condition]:
+    """``ChecksHealthy`` over the runs of this climb (checks still Pending are not counted).
+    Messages name checks, not their changing details."""
+
+    def named(*results: CheckResult) -> list[str]:
+        return [s.name for s in checks if s.result in results]
+
+    failed, invalid = named(CheckResult.FAIL), named(CheckResult.INVALID)
+    running, passed = named(CheckResult.RUNNING, CheckResult.INCONCLUSIVE), named(CheckResult.PASS)
+    status: bool | ConditionStatus
+    if failed:
+        status, reason, message = False, c.CHECK_FAILED, "failed: " + ", ".join(failed)
+    elif invalid:
+        status, reason, message = (
+            False,
+            c.CHECK_INVALID,
+            "cannot run (see status.checks): " + ", ".join(invalid),
+        )
+    elif running:
+        status, reason, message = ConditionStatus.UNKNOWN, c.CHECKS_RUNNING, "running: " + ", ".join(running)
+    elif passed:
+        status, reason, message = True, c.CHECKS_PASSING, "passed: " + ", ".join(passed)
+    else:
+        status, reason, message = ConditionStatus.UNKNOWN, c.CHECKS_PENDING, "no check has run in this climb"
+    return c.set_condition(conds, c.CHECKS_HEALTHY, status, reason, message, now=now, generation=gen)
 
 
 def _degraded_message(step: _Step, modules: list[ModuleStatus]) -> str:

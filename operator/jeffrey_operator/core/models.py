@@ -354,6 +354,142 @@ Notifications = Annotated[
     AfterValidator(_unique_names),
 ]
 
+# ------------------------------------------------------------------------------------- checks spec
+
+
+class CheckWhen(enum.StrEnum):
+    """The moment of its level a check runs at."""
+
+    BEFORE_PROMOTION = "beforePromotion"  # before the level's Deployments are scaled
+    VALIDATION = "validation"  # inside the validation window; the level passes only with it
+    AFTER_PROMOTION = "afterPromotion"  # once the level is validated; a failure rolls back
+
+
+class CheckOnFailure(enum.StrEnum):
+    """What a failed check does to the ladder."""
+
+    ROLLBACK = "rollback"  # like a gate breach: back to CORE, lastRollback names the check
+    HOLD = "hold"  # stop the climb where it is until a retry or a spec change
+
+
+class CheckOnInconclusive(enum.StrEnum):
+    """What a check that cannot tell (timeout, DNS, connection refused) does."""
+
+    HOLD = "hold"  # like a Prometheus outage: hold, try again, never roll back
+    FAIL = "fail"  # counts as a failure
+
+
+class _Open(_Model):
+    """Kubernetes types we pass through: the fields we check are typed, the rest is kept."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
+
+
+class CheckPodSpec(_Open):
+    """A core/v1 PodSpec; only ``containers`` is checked here, the API server checks the rest."""
+
+    containers: list[dict[str, Any]] = Field(
+        min_length=1, description="At least one container (a core/v1 Container each)."
+    )
+
+
+class CheckPodTemplate(_Open):
+    """A core/v1 PodTemplateSpec."""
+
+    metadata: dict[str, Any] | None = None
+    spec: CheckPodSpec
+
+
+class CheckJobSpec(_Open):
+    """A batch/v1 JobSpec (``template``, ``backoffLimit``, ``activeDeadlineSeconds``, ...)."""
+
+    template: CheckPodTemplate
+    backoff_limit: int | None = Field(None, ge=0, description="Retries before the Job fails.")
+    active_deadline_seconds: int | None = Field(None, ge=1)
+
+
+class JobCheck(_Model):
+    """Run a Kubernetes Job; the check passes when it completes, fails when it fails."""
+
+    spec: CheckJobSpec = Field(description="A batch/v1 JobSpec.")
+    history_limit: int = Field(
+        3, ge=0, le=20, description="Finished Jobs of this check kept for inspection (older ones deleted)."
+    )
+
+
+class HeaderValueSource(_Model):
+    secret_key_ref: SecretKeyRef = Field(description="A key of a Secret in the resource's namespace.")
+
+
+class HttpHeader(_Model):
+    """One request header: a literal value or one from a Secret."""
+
+    name: str = Field(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+    value: str | None = Field(None, max_length=4096)
+    value_from: HeaderValueSource | None = None
+
+    @model_validator(mode="after")
+    def _one_value(self) -> HttpHeader:
+        if (self.value is None) == (self.value_from is None):
+            raise ValueError(f"header {self.name}: set exactly one of value or valueFrom")
+        return self
+
+
+class HttpMethod(enum.StrEnum):
+    GET = "GET"
+    POST = "POST"
+
+
+class HttpCheck(_Model):
+    """Ask a URL; 2xx (or ``expectStatus``) and, optionally, one JSON field equal to a value."""
+
+    url: str = Field(min_length=1, max_length=2048, pattern=r"^https?://[^/?#\s]+.*$")
+    method: HttpMethod = Field(HttpMethod.GET, description="GET | POST")
+    headers: list[HttpHeader] = Field(default_factory=list, max_length=20)
+    body: str = Field("", max_length=65536, description="Request body (POST).")
+    expect_status: list[int] = Field(
+        default_factory=list,
+        max_length=20,
+        description="Status codes that pass; empty: any 2xx.",
+    )
+    json_path: str | None = Field(
+        None,
+        max_length=256,
+        pattern=r"^\$([.][A-Za-z0-9_-]+|\[[0-9]+\])*$",
+        description="A field of the JSON answer to compare, e.g. $.status or $.items[0].ready.",
+    )
+    equals: str | None = Field(None, max_length=1024, description="The value (as text) jsonPath must have.")
+
+    @model_validator(mode="after")
+    def _path_and_value(self) -> HttpCheck:
+        if (self.json_path is None) != (self.equals is None):
+            raise ValueError("jsonPath and equals go together: set both or neither")
+        if any(not 100 <= code <= 599 for code in self.expect_status):
+            raise ValueError("expectStatus codes must be 100..599")
+        return self
+
+
+class CheckSpec(_Model):
+    """A check of one level: a Job or an HTTP request whose result counts like a gate's."""
+
+    name: str = Field(min_length=1, max_length=40, pattern=DNS1123_LABEL)
+    level: Level = Field(description="The level it validates.")
+    when: CheckWhen = Field(CheckWhen.VALIDATION, description="beforePromotion | validation | afterPromotion")
+    timeout: OptionalDuration = Field(
+        "",
+        description="Job: must complete within this (default 10m). HTTP: one request (default 10s).",
+    )
+    on_failure: CheckOnFailure = Field(CheckOnFailure.ROLLBACK, description="rollback | hold")
+    on_inconclusive: CheckOnInconclusive = Field(CheckOnInconclusive.HOLD, description="hold | fail")
+    job: JobCheck | None = None
+    http: HttpCheck | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> CheckSpec:
+        if (self.job is None) == (self.http is None):
+            raise ValueError(f"check {self.name}: set exactly one of job or http")
+        return self
+
 
 class JeffreyIntegrationSpec(_Model):
     """Desired state of a progressive integration."""
@@ -375,6 +511,9 @@ class JeffreyIntegrationSpec(_Model):
     )
     stalled_after: Duration = Field(
         "10m", description="A climb held by an outage or a failing check this long is Stalled."
+    )
+    checks: list[CheckSpec] = Field(
+        default_factory=list, max_length=20, description="Job and HTTP checks of levels (docs/checks.md)."
     )
 
 
@@ -438,6 +577,39 @@ class GateStatus(_StatusModel):
     message: str = ""
 
 
+class CheckResult(enum.StrEnum):
+    """Where one check's run stands (gate vocabulary: Pass, Inconclusive, Invalid)."""
+
+    PENDING = "Pending"  # its moment has not come in this climb
+    RUNNING = "Running"  # started, no verdict yet
+    PASS = "Pass"
+    FAIL = "Fail"
+    INCONCLUSIVE = "Inconclusive"  # could not tell (timeout, DNS, connection): tried again
+    INVALID = "Invalid"  # the check cannot run as written (a bad Job template, a missing Secret)
+
+
+class CheckStatus(_StatusModel):
+    """The current run of one check."""
+
+    name: str
+    level: Level
+    when: CheckWhen = CheckWhen.VALIDATION
+    result: CheckResult = CheckResult.PENDING
+    #: Runs of this check so far; a Job carries its run's number in the label jeffreyos.io/attempt.
+    attempt: int = 0
+    #: When the current result began (RFC 3339).
+    since: str = ""
+    #: When the current run started (its timeout counts from here).
+    started_at: str = ""
+    #: The Job of the current run (job checks).
+    job: str = ""
+    #: The compared JSON field (HTTP checks): the only part of an answer ever copied.
+    value: str = ""
+    #: The generation the run started at (a held failure runs again when the spec changes).
+    generation: int = 0
+    message: str = ""
+
+
 class RollbackRecord(_StatusModel):
     time: str
     from_level: Level | None = None
@@ -448,6 +620,8 @@ class RollbackRecord(_StatusModel):
     threshold: float | None = None
     generation: int = 0
     retry_token: str = ""
+    #: The check whose failure rolled back (empty when a gate or readiness did).
+    check: str = ""
 
 
 class Transition(_StatusModel):
@@ -493,6 +667,7 @@ class JeffreyIntegrationStatus(_StatusModel):
     unready_since: str = ""
     modules: list[ModuleStatus] = Field(default_factory=list)
     gates: list[GateStatus] = Field(default_factory=list)
+    checks: list[CheckStatus] = Field(default_factory=list)
     conditions: list[Condition] = Field(default_factory=list)
     last_rollback: RollbackRecord | None = None
     #: The last ``jeffreyos.io/retry`` value acted on.

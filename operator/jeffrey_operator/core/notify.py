@@ -93,10 +93,12 @@ _RANK = {
 #: Phases in which the climb can be held (and so stall).
 _CLIMBING = (Phase.PENDING, Phase.PROMOTING, Phase.VALIDATING, Phase.COOLING_DOWN)
 #: Conditions that hold a climb while they have this status: their lastTransitionTime says since
-#: when. (Prometheus unreachable; gates inconclusive.) Level checks add theirs here.
+#: when. (Prometheus unreachable; gates inconclusive; a level check failed or cannot run, with
+#: ``onFailure: hold`` — a failure that rolls back is not a hold.)
 HOLDING_CONDITIONS: tuple[tuple[str, ConditionStatus], ...] = (
     (c.METRICS_AVAILABLE, ConditionStatus.FALSE),
     (c.GATES_HEALTHY, ConditionStatus.UNKNOWN),
+    (c.CHECKS_HEALTHY, ConditionStatus.FALSE),
 )
 #: A sink seen for the first time is told what happened this recently, not the whole history.
 NEW_SINK_LOOKBACK = datetime.timedelta(minutes=5)

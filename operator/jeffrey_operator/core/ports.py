@@ -14,7 +14,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from jeffrey_operator.core.models import GateStatus, JeffreyIntegrationSpec, JeffreyIntegrationStatus, Level
+from jeffrey_operator.core.models import (
+    CheckSpec,
+    GateStatus,
+    JeffreyIntegrationSpec,
+    JeffreyIntegrationStatus,
+    Level,
+)
 
 
 class Clock(Protocol):
@@ -119,6 +125,55 @@ class NoGates:
         return GateReport()
 
 
+# ----------------------------------------------------------------------------------------- checks
+
+
+class CheckOutcomeKind(enum.StrEnum):
+    """What running a check (a Job, an HTTP request) gave; judged in :mod:`jeffrey_operator.core.checks`."""
+
+    RUNNING = "running"  # a Job still running
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    UNAVAILABLE = "unavailable"  # could not tell: timeout, DNS, connection refused, API trouble
+    INVALID = "invalid"  # cannot run as written: a Job the API refuses, a missing Secret, a URL refused
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    """The observed result of one run (``attempt``) of one check."""
+
+    attempt: int
+    kind: CheckOutcomeKind
+    message: str = ""
+    #: The compared JSON field of an HTTP answer (never more of the body).
+    value: str = ""
+
+
+@dataclass(frozen=True)
+class JobObservation:
+    """What the API server says of one check Job (found by its labels)."""
+
+    name: str
+    check: str
+    attempt: int
+    level: str = ""
+    complete: bool = False
+    failed: bool = False
+    #: The reason and message of the Failed condition (BackoffLimitExceeded, DeadlineExceeded, ...).
+    reason: str = ""
+    message: str = ""
+    active: int = 0
+    creation: str = ""
+    #: The uid of the JeffreyIntegration owning it (a re-created one of the same name has another).
+    owner: str = ""
+
+
+class HttpCheckPort(Protocol):
+    async def run(self, namespace: str, check: CheckSpec, attempt: int) -> CheckOutcome:
+        """Send the request of an HTTP check (``timeout_of(check)``) and judge the answer; never raises."""
+        ...
+
+
 # ------------------------------------------------------------------------------------ state store
 
 
@@ -187,3 +242,7 @@ class Observation:
     deployments: Mapping[str, DeploymentObservation]
     gates: GateReport = field(default_factory=GateReport)
     retry_token: str = ""
+    #: The integration's name (check Jobs are named after it).
+    name: str = ""
+    #: Check name → what its current run gave (only runs in flight are observed).
+    checks: Mapping[str, CheckOutcome] = field(default_factory=dict)

@@ -143,6 +143,7 @@ def validate(
                 fix="set it to 1s or more",
             )
         )
+    problems.extend(_check_problems(spec, seen_levels))
     if not any(ls.level.rank <= spec.target_level.rank for ls in spec.levels):
         problems.append(
             Problem(
@@ -152,4 +153,33 @@ def validate(
                 fix="raise targetLevel or define a lower level",
             )
         )
+    return problems
+
+
+def _check_problems(spec: JeffreyIntegrationSpec, levels: Mapping[Level, int]) -> list[Problem]:
+    """Checks of levels that are not defined, or sharing a name (Job names and metrics use it)."""
+    problems: list[Problem] = []
+    names: dict[str, int] = {}
+    for i, check in enumerate(spec.checks):
+        if check.name in names:
+            problems.append(
+                Problem(
+                    field=f"spec.checks[{i}].name",
+                    reason=c.CHECK_INVALID,
+                    message=f"check {check.name!r} is listed twice "
+                    f"(also at spec.checks[{names[check.name]}])",
+                    fix="give every check its own name",
+                )
+            )
+        names.setdefault(check.name, i)
+        if check.level not in levels:
+            problems.append(
+                Problem(
+                    field=f"spec.checks[{i}].level",
+                    reason=c.CHECK_INVALID,
+                    message=f"check {check.name!r} validates level {check.level.value}, "
+                    "which spec.levels does not define",
+                    fix="define the level or move the check to a defined level",
+                )
+            )
     return problems

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from jeffrey_operator.core.checks import LABEL_INTEGRATION
 from jeffrey_operator.core.models import GROUP, PLURAL, VERSION
 
 __all__ = ["Cluster", "CtlError", "WatchExpired", "WatchStream", "connect", "kubeconfig_path"]
@@ -199,6 +200,23 @@ class Cluster:
         )
         data = json.loads(getattr(response, "data", None) or b"{}")
         return {str((d.get("metadata") or {}).get("name", "")): d for d in data.get("items") or []}
+
+    def check_jobs(self, namespace: str, integration: str) -> builtins.list[dict[str, Any]]:
+        """The check Jobs of one integration (label ``jeffreyos.io/integration``), as raw dicts."""
+        import kubernetes
+
+        batch = kubernetes.client.BatchV1Api(self.api_client)
+        response = self._call(
+            f'jobs of jeffreyintegration "{integration}" in namespace "{namespace}"',
+            lambda: batch.list_namespaced_job(
+                namespace,
+                label_selector=f"{LABEL_INTEGRATION}={integration}",
+                _preload_content=False,
+                _request_timeout=REQUEST_TIMEOUT,
+            ),
+        )
+        data = json.loads(getattr(response, "data", None) or b"{}")
+        return [dict(d) for d in data.get("items") or []]
 
     def patch(self, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
         """A JSON merge patch (RFC 7386) of a JeffreyIntegration's main resource."""

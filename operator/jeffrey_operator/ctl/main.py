@@ -340,7 +340,11 @@ def cmd_plan(s: Session) -> int:
     body = s.cluster.get(namespace, s.args.name)
     deployments = s.cluster.deployments(namespace)
     others = s.cluster.list(namespace)
-    plan = make_plan(body, deployments, _now(), claims=claims_of(body, others))
+    job_checks = [
+        c for c in (body.get("spec") or {}).get("checks") or [] if isinstance(c, dict) and "job" in c
+    ]
+    jobs = s.cluster.check_jobs(namespace, s.args.name) if job_checks else []
+    plan = make_plan(body, deployments, _now(), claims=claims_of(body, others), jobs=jobs)
     s.emit(plan.to_dict(), render_plan(plan))
     return 0
 

@@ -23,7 +23,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from jeffrey_operator.adapters.kube import merge_patch, observe_deployment
+from jeffrey_operator.adapters.kube import merge_patch, observe_deployment, observe_job
+from jeffrey_operator.core.checks import IN_FLIGHT, job_outcome
 from jeffrey_operator.core.engine import Decision, decide, decide_invalid, gate_mode
 from jeffrey_operator.core.gates.evaluate import summarize
 from jeffrey_operator.core.models import (
@@ -37,6 +38,7 @@ from jeffrey_operator.core.models import (
 )
 from jeffrey_operator.core.ports import (
     MISSING,
+    CheckOutcome,
     DeploymentObservation,
     Event,
     GateMode,
@@ -71,6 +73,30 @@ class Scaling:
 
 
 @dataclass(frozen=True)
+class PlanCheck:
+    """A level check after the decision; ``starts`` when the operator would start a new run."""
+
+    name: str
+    level: str
+    when: str
+    result: str
+    attempt: int
+    job: str
+    starts: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "level": self.level,
+            "when": self.when,
+            "result": self.result,
+            "attempt": self.attempt,
+            "job": self.job,
+            "starts": self.starts,
+        }
+
+
+@dataclass(frozen=True)
 class Plan:
     name: str
     namespace: str
@@ -92,6 +118,10 @@ class Plan:
     waiting: WaitView | None
     #: One sentence: why this is the next step (or why nothing happens).
     why: str
+    #: The level checks after the decision (spec order).
+    checks: tuple[PlanCheck, ...] = ()
+    #: Where the checks' results came from (plan never sends an HTTP check's request).
+    checks_note: str = ""
 
     @property
     def changes_anything(self) -> bool:
@@ -128,6 +158,7 @@ class Plan:
                 "breach": self.gates.breach.name if self.gates.breach else None,
                 "note": self.gates_note,
             },
+            "checks": [c.to_dict() for c in self.checks],
         }
 
 
@@ -249,11 +280,13 @@ def make_plan(
     now: datetime.datetime,
     *,
     claims: Mapping[str, tuple[str, ...]] | None = None,
+    jobs: Sequence[Mapping[str, Any]] = (),
 ) -> Plan:
     """The operator's next step for the JeffreyIntegration ``body``.
 
     ``deployments`` maps a Deployment name to its body as read from the API (absent: it does not
-    exist); ``claims`` comes from :func:`claims_of`.
+    exist); ``claims`` comes from :func:`claims_of`; ``jobs`` are the integration's check Jobs
+    (label ``jeffreyos.io/integration``), judged like the operator does.
     """
     meta = body.get("metadata") or {}
     name = str(meta.get("name", ""))
@@ -281,6 +314,8 @@ def make_plan(
                 deployments=observed,
                 gates=report,
                 retry_token=str(annotations.get(RETRY_ANNOTATION, "") or ""),
+                checks=_job_outcomes(before, jobs),
+                name=name,
             ),
             now,
         )
@@ -307,4 +342,34 @@ def make_plan(
         status_changes=changed,
         waiting=waiting,
         why=_why(spec, before, decision, waiting, name),
+        checks=_plan_checks(before, after),
+        checks_note="Job checks judged from their Jobs; HTTP checks from status (plan sends no request)",
+    )
+
+
+def _job_outcomes(
+    status: JeffreyIntegrationStatus, jobs: Sequence[Mapping[str, Any]]
+) -> dict[str, CheckOutcome]:
+    seen = [observe_job(j) for j in jobs]
+    out: dict[str, CheckOutcome] = {}
+    for st in status.checks:
+        found = next((j for j in seen if j.check == st.name and j.attempt == st.attempt), None)
+        if found is not None and st.result in IN_FLIGHT:
+            out[st.name] = job_outcome(found)
+    return out
+
+
+def _plan_checks(before: JeffreyIntegrationStatus, after: JeffreyIntegrationStatus) -> tuple[PlanCheck, ...]:
+    old = {c.name: c.attempt for c in before.checks}
+    return tuple(
+        PlanCheck(
+            name=c.name,
+            level=c.level.value,
+            when=c.when.value,
+            result=c.result.value,
+            attempt=c.attempt,
+            job=c.job,
+            starts=c.attempt > old.get(c.name, 0),
+        )
+        for c in after.checks
     )

@@ -31,7 +31,15 @@ from dataclasses import dataclass
 from jeffrey_operator.core.models import JeffreyIntegrationSpec, JeffreyIntegrationStatus, Phase, Transition
 from jeffrey_operator.core.timestamps import parse_time
 from jeffrey_operator.ctl.plan import Plan
-from jeffrey_operator.ctl.view import GateView, LevelView, ModuleView, StatusView, WaitView, build_view
+from jeffrey_operator.ctl.view import (
+    CheckView,
+    GateView,
+    LevelView,
+    ModuleView,
+    StatusView,
+    WaitView,
+    build_view,
+)
 
 __all__ = [
     "HistoryRow",
@@ -159,9 +167,19 @@ def _rollback(record: dict[str, object] | None, now: datetime.datetime) -> str:
             f"{format_number(value if isinstance(value, int | float) else None)}, threshold "
             f"{format_number(threshold if isinstance(threshold, int | float) else None)})"
         )
+    if record.get("check"):
+        text += f" (check {record['check']})"
     if record.get("message"):
         text += f" - {record['message']}"
     return text
+
+
+def _check_rows(checks: Sequence[CheckView], now: datetime.datetime) -> list[list[str]]:
+    rows = [["CHECK", "LEVEL", "WHEN", "RESULT", "RUN", "SINCE", ""]]
+    for c in checks:
+        note = c.message if c.result != "Pass" or not c.value else f"value {c.value}"
+        rows.append([c.name, c.level, c.when, c.result, str(c.attempt or "-"), _ago(c.since, now), note[:80]])
+    return rows
 
 
 def _gate_rows(gates: Sequence[GateView], now: datetime.datetime) -> list[list[str]]:
@@ -233,6 +251,9 @@ def render_view(view: StatusView, now: datetime.datetime, *, all_gates: bool = F
         lines.append(f"GATES     none evaluated in phase {view.phase.value}")
     else:
         lines.append("GATES     none evaluated")
+    if view.checks:
+        lines.append("")
+        lines.extend(_table(_check_rows(view.checks, now), indent="  "))
     lines.append("")
     lines.append(f"LAST ROLLBACK  {_rollback(view.last_rollback, now)}")
     if view.conditions:
@@ -448,4 +469,12 @@ def render_plan(plan: Plan) -> str:
     if gates.breach is not None:
         detail += f", breach {gates.breach.name} = {format_number(gates.breach.value)}"
     lines.append(f"GATES     {detail}; {plan.gates_note}")
+    if plan.checks:
+        lines.append("CHECKS")
+        for c in plan.checks:
+            starts = (
+                f" -> would start run {c.attempt}" + (f" (Job {c.job})" if c.job else "") if c.starts else ""
+            )
+            lines.append(f"  {c.name} ({c.level} {c.when}): {c.result}{starts}")
+        lines.append(f"  ({plan.checks_note})")
     return "\n".join(lines) + "\n"

@@ -124,6 +124,34 @@ class GateView:
 
 
 @dataclass(frozen=True)
+class CheckView:
+    """One level check's current run (``status.checks``)."""
+
+    name: str
+    level: str
+    when: str
+    result: str
+    attempt: int
+    since: str
+    job: str
+    value: str
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "level": self.level,
+            "when": self.when,
+            "result": self.result,
+            "attempt": self.attempt,
+            "since": self.since,
+            "job": self.job,
+            "value": self.value,
+            "message": self.message,
+        }
+
+
+@dataclass(frozen=True)
 class WaitView:
     kind: WaitKind
     level: Level | None
@@ -166,6 +194,7 @@ class StatusView:
     last_rollback: dict[str, Any] | None
     conditions: tuple[dict[str, Any], ...]
     transitions: int = 0
+    checks: tuple[CheckView, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """The ``-o json|yaml`` shape (documented in ``docs/jeffreyctl.md``)."""
@@ -185,6 +214,7 @@ class StatusView:
             "waiting": self.waiting.to_dict() if self.waiting else None,
             "levels": [lv.to_dict() for lv in self.levels],
             "gates": [g.to_dict() for g in self.gates],
+            "checks": [c.to_dict() for c in self.checks],
             "lastRollback": self.last_rollback,
             "conditions": list(self.conditions),
             "transitions": self.transitions,
@@ -387,4 +417,18 @@ def build_view(
         last_rollback=status.last_rollback.wire() if status.last_rollback else None,
         conditions=tuple(c.wire() for c in status.conditions),
         transitions=status.transition_seq,
+        checks=tuple(
+            CheckView(
+                name=ck.name,
+                level=ck.level.value,
+                when=ck.when.value,
+                result=ck.result.value,
+                attempt=ck.attempt,
+                since=ck.since,
+                job=ck.job,
+                value=ck.value,
+                message=ck.message,
+            )
+            for ck in status.checks
+        ),
     )

@@ -18,7 +18,7 @@ from jeffrey_operator.adapters.egress import EgressGuard
 from jeffrey_operator.adapters.kube import Kube
 from jeffrey_operator.adapters.notify import Senders
 from jeffrey_operator.adapters.telemetry import record_notification
-from jeffrey_operator.core.ports import Clock, GatePort, StateStorePort, SystemClock
+from jeffrey_operator.core.ports import Clock, GatePort, HttpCheckPort, StateStorePort, SystemClock
 from jeffrey_operator.runtime.notifications import Notifier, NotifierPort
 from jeffrey_operator.runtime.reconciler import OperatorContext, Telemetry
 from jeffrey_operator.runtime.settings import OperatorSettings
@@ -35,6 +35,7 @@ def build_context(
     telemetry: Telemetry | None = None,
     clock: Clock | None = None,
     notifier: NotifierPort | None = None,
+    http: HttpCheckPort | None = None,
 ) -> OperatorContext:
     """Wire the adapters the settings ask for; tests pass their own where they want."""
     from jeffrey_operator.runtime import handlers
@@ -55,6 +56,10 @@ def build_context(
             key_prefix=settings.redis_key_prefix,
             history_maxlen=settings.history_length,
         )
+    if http is None:
+        from jeffrey_operator.adapters.checks import HttpChecks
+
+        http = HttpChecks(secret_reader=kube.read_secret_key, egress=egress)
     if telemetry is None:
         from jeffrey_operator.adapters.telemetry import OperatorTelemetry
 
@@ -66,6 +71,7 @@ def build_context(
         clock=clock or SystemClock(),
         emit=handlers.post_event,
         gate_status_refresh=settings.gate_status_refresh,
+        http=http,
     )
     if store is not None:
         ctx.store = store

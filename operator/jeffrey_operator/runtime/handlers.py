@@ -12,7 +12,8 @@ from typing import Any
 
 import kopf
 
-from jeffrey_operator.adapters.kube import observe_deployment
+from jeffrey_operator.adapters.kube import observe_deployment, observe_job
+from jeffrey_operator.core.checks import LABEL_INTEGRATION
 from jeffrey_operator.core.models import GROUP, PLURAL, VERSION
 from jeffrey_operator.core.ports import Event
 from jeffrey_operator.core.validation import claim_of
@@ -25,7 +26,7 @@ FINALIZER = f"{ANNOTATION_PREFIX}/finalizer"
 
 _CHATTY = {
     f"Handler '{name}' succeeded."
-    for name in ("deployments", "claims", "deployment_changed", "integration_changed")
+    for name in ("deployments", "claims", "deployment_changed", "integration_changed", "jobs", "job_changed")
 }
 
 
@@ -101,6 +102,22 @@ async def integration_changed(
         ctx.wake_deployment(ns, deployment)
 
 
+def _integration_of(body: kopf.Body) -> str:
+    return str(((body.get("metadata") or {}).get("labels") or {}).get(LABEL_INTEGRATION, ""))
+
+
+async def jobs(*, body: kopf.Body, namespace: str | None, **_: Any) -> dict[Any, Any]:
+    """(namespace, integration) → the check Jobs it made (label ``jeffreyos.io/integration``)."""
+    return {(namespace or "", _integration_of(body)): observe_job(body)}
+
+
+async def job_changed(*, body: kopf.Body, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
+    """Route a check Job's events to its integration: the label names it."""
+    ctx: OperatorContext | None = getattr(memo, "ctx", None)
+    if ctx is not None:
+        ctx.wake((namespace or "", _integration_of(body)))
+
+
 async def claims(*, body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Any, Any]:
     """(namespace, Deployment) → (creationTimestamp, name, uid) of each integration listing it."""
     return _claimed(body, namespace or "", name)
@@ -135,6 +152,7 @@ async def integration(
         name=name,
         deployments_index=kwargs["deployments"],
         claims_index=kwargs["claims"],
+        jobs_index=kwargs["jobs"],
     )
     try:
         await run_loop(loop, body, stopped)
@@ -165,4 +183,8 @@ def register(registry: kopf.OperatorRegistry) -> None:
     kopf.index(GROUP, VERSION, PLURAL, registry=registry)(claims)
     kopf.on.event("apps", "v1", "deployments", registry=registry)(deployment_changed)
     kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)(integration_changed)
+    # Check Jobs (spec.checks): indexed and routed to their integration by label.
+    made_by_us = {LABEL_INTEGRATION: kopf.PRESENT}
+    kopf.index("batch", "v1", "jobs", labels=made_by_us, registry=registry)(jobs)
+    kopf.on.event("batch", "v1", "jobs", labels=made_by_us, registry=registry)(job_changed)
     kopf.daemon(GROUP, VERSION, PLURAL, registry=registry, cancellation_timeout=10.0)(integration)

@@ -23,7 +23,11 @@ from jeffrey_operator.adapters.prometheus.gates import next_tick_delay
 from jeffrey_operator.core import conditions as c
 from jeffrey_operator.core.durations import parse_duration
 from jeffrey_operator.core.engine import Decision, decide, decide_invalid, gate_mode
-from jeffrey_operator.core.models import RETRY_ANNOTATION, JeffreyIntegrationSpec, JeffreyIntegrationStatus
+from jeffrey_operator.core.models import (
+    RETRY_ANNOTATION,
+    JeffreyIntegrationSpec,
+    JeffreyIntegrationStatus,
+)
 from jeffrey_operator.core.ports import (
     MISSING,
     Clock,
@@ -33,6 +37,8 @@ from jeffrey_operator.core.ports import (
     GateMode,
     GatePort,
     GateReport,
+    HttpCheckPort,
+    JobObservation,
     NoGates,
     NoStateStore,
     Observation,
@@ -43,6 +49,7 @@ from jeffrey_operator.core.ports import (
 )
 from jeffrey_operator.core.timestamps import format_time, parse_time
 from jeffrey_operator.core.validation import Claim, claim_of, parse_spec, prior_claims
+from jeffrey_operator.runtime.checks import CheckRuns, owned_jobs
 from jeffrey_operator.runtime.notifications import NoNotifier, NotifierPort
 
 log = logging.getLogger(__name__)
@@ -83,6 +90,8 @@ class OperatorContext:
     clock: Clock = field(default_factory=SystemClock)
     telemetry: Telemetry = field(default_factory=NoTelemetry)
     emit: EventSink | None = None
+    #: Runs HTTP checks (None: they stay inconclusive).
+    http: HttpCheckPort | None = None
     #: Refresh gate values in status at most this often when nothing else changed.
     gate_status_refresh: float = 60.0
     #: Integration → event that wakes its loop.
@@ -100,7 +109,7 @@ class OperatorContext:
             event.set()
 
     async def close(self) -> None:
-        for adapter in (self.gates, self.store, self.notifier):
+        for adapter in (self.gates, self.store, self.http, self.notifier):
             closer = getattr(adapter, "close", None) or getattr(adapter, "aclose", None)
             if closer is not None:
                 try:
@@ -165,10 +174,22 @@ class IntegrationLoop:
     #: The Deployments this loop is registered for in ``ctx.refs``.
     tracked: set[Key] = field(default_factory=set)
     scale_backoff: float = 0.0
+    #: kopf's index of check Jobs: (namespace, integration) → JobObservation (see handlers.jobs).
+    jobs_index: Mapping[Key, Any] = field(default_factory=dict)
+    #: ``metadata.uid`` of the object (check Jobs carry it in their owner reference).
+    uid: str = ""
+    #: The runs of this integration's level checks (:mod:`jeffrey_operator.runtime.checks`).
+    checks: CheckRuns = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.checks = CheckRuns(self.namespace, self.name)
 
     @property
     def key(self) -> Key:
         return (self.namespace, self.name)
+
+    def event_sink(self, body: Mapping[str, Any]) -> Callable[[Event], None]:
+        return lambda event: self.emit(body, event)
 
     # ---------------------------------------------------------------------------------- observe
     def observe_deployments(self, spec: JeffreyIntegrationSpec, mine: Claim) -> dict[str, Any]:
@@ -209,6 +230,7 @@ class IntegrationLoop:
         started = time.perf_counter()
         meta = body.get("metadata") or {}
         generation = int(meta.get("generation") or 1)
+        self.uid = str(meta.get("uid", ""))
         if self.status is None:
             self.status = _parse_status(body.get("status"))
         old = self.status
@@ -249,6 +271,8 @@ class IntegrationLoop:
                 deployments=deployments,
                 gates=report,
                 retry_token=str(annotations.get(RETRY_ANNOTATION, "") or ""),
+                checks=await self.checks.observe(spec, old, self.check_jobs(), self.ctx.http),
+                name=self.name,
             )
             decision = decide(spec, old, observation, now)
 
@@ -264,6 +288,14 @@ class IntegrationLoop:
         )
         for event in decision.events:
             self.emit(body, event)
+        # After the status write: a check Job exists only for a run that status already records.
+        jobs = self.check_jobs()
+        if spec is not None and (spec.checks or jobs):
+            sink = self.event_sink(body)
+            if not await self.checks.act(
+                spec, decision.status, jobs, uid=self.uid, kube=self.ctx.kube, emit=sink
+            ):
+                wait = _min(wait, 1.0)
         if spec is not None:
             store_was_ok = self.store_ok
             await self.sync_store(spec, generation, str(meta.get("uid", "")))
@@ -273,6 +305,11 @@ class IntegrationLoop:
                 wait = _min(wait, max(self.store_retry_at - time.monotonic(), 0.1))
         self.ctx.telemetry.observe(self.namespace, self.name, decision, old, time.perf_counter() - started)
         return _min(wait, decision.requeue_after)
+
+    # ------------------------------------------------------------------------------------ checks
+    def check_jobs(self) -> list[JobObservation]:
+        """This integration's check Jobs (from kopf's index), owned by this very object."""
+        return owned_jobs(_all(self.jobs_index.get(self.key)), self.uid)
 
     async def act(self, decision: Decision, body: Mapping[str, Any]) -> bool:
         ok = True

@@ -30,7 +30,9 @@ What it does (real API semantics):
   (replay from a bounded history, 410 Gone when too old), bookmarks, ``sendInitialEvents``,
   ``timeoutSeconds``, selector-aware ADDED/DELETED transitions;
 * structural-schema pruning, defaulting and validation of custom resources (see :mod:`.schema`);
-* a simulated Deployment controller with per-Deployment behaviour (see :mod:`.deployments`).
+* a simulated Deployment controller with per-Deployment behaviour (see :mod:`.deployments`);
+* ``batch/v1`` Jobs with a simulated Job controller: complete or fail after a delay chosen by an
+  annotation on the Job or its pod template (see :mod:`.jobs`).
 
 What it does NOT do: no authentication beyond an optional fixed bearer token, no RBAC, no
 admission (webhooks, quotas, limit ranges), no pods, ReplicaSets, Services or any other resource
@@ -47,6 +49,7 @@ from __future__ import annotations
 from .deployments import DeploymentBehaviour, DeploymentController, compute_status, deployment_manifest
 from .errors import ApiError, FieldError
 from .http import ApiServer, EmulatorHandler, RequestLog, RequestRecord
+from .jobs import DELAY_ANNOTATION, OUTCOME_ANNOTATION, JobBehaviour, JobController
 from .resources import BUILTIN_RESOURCES, ResourceType, ScaleSpec, resources_from_crd
 from .server import DEFAULT_TOKEN, BackgroundEmulator, Emulator, load_crds
 from .store import ObjectStore, WatchEvent
@@ -54,6 +57,8 @@ from .store import ObjectStore, WatchEvent
 __all__ = [
     "BUILTIN_RESOURCES",
     "DEFAULT_TOKEN",
+    "DELAY_ANNOTATION",
+    "OUTCOME_ANNOTATION",
     "ApiError",
     "ApiServer",
     "BackgroundEmulator",
@@ -62,6 +67,8 @@ __all__ = [
     "Emulator",
     "EmulatorHandler",
     "FieldError",
+    "JobBehaviour",
+    "JobController",
     "ObjectStore",
     "RequestLog",
     "RequestRecord",

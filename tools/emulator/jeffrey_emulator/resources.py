@@ -12,6 +12,7 @@ __all__ = [
     "CRDS",
     "DEPLOYMENTS",
     "EVENTS",
+    "JOBS",
     "KOPF_PEERINGS_CRDS",
     "NAMESPACES",
     "ResourceType",
@@ -194,6 +195,7 @@ EVENTS_K8S = _builtin(
     field_labels=("regarding.kind", "regarding.namespace", "regarding.name", "reason", "type"),
 )
 LEASES = _builtin("coordination.k8s.io", "v1", "leases", "Lease")
+JOBS = _builtin("batch", "v1", "jobs", "Job", status=True, generation="spec", categories=["all"])
 CRDS = _builtin(
     "apiextensions.k8s.io",
     "v1",
@@ -214,6 +216,7 @@ BUILTIN_RESOURCES: tuple[ResourceType, ...] = (
     EVENTS_K8S,
     LEASES,
     CRDS,
+    JOBS,
 )
 
 _PRESERVE: dict[str, Any] = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}

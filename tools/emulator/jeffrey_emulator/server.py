@@ -17,6 +17,7 @@ from kmock import ObjectsArray, ResourceInfo
 
 from .deployments import DeploymentBehaviour, DeploymentController
 from .http import ApiServer, EmulatorHandler, RequestLog
+from .jobs import JobController
 from .resources import ResourceType
 from .store import Body, ObjectStore, ResourceRef
 
@@ -93,6 +94,8 @@ class Emulator:
         self.kmock = EmulatorHandler(api=self.api)
         self.kmock._objects = objects  # share kmock's object history array with the store
         self.deployments = DeploymentController(self.store, default_behaviour)
+        #: The simulated Job controller (outcome and delay by annotation; see :mod:`.jobs`).
+        self.jobs = JobController(self.store)
         self._controller_enabled = deployment_controller
         self._runner: aiohttp.web.ServerRunner | None = None
         self._server: aiohttp.web.Server | None = None
@@ -122,12 +125,14 @@ class Emulator:
         self.api._closing = False
         if self._controller_enabled:
             await self.deployments.start()
+            await self.jobs.start()
 
     async def stop(self) -> None:
         runner, self._runner = self._runner, None
         if runner is None:
             return
         await self.deployments.stop()
+        await self.jobs.stop()
         self.api.close()
         await runner.cleanup()
         await self.kmock.__aexit__(None, None, None)

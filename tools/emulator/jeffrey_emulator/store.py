@@ -38,6 +38,7 @@ from .resources import (
     BUILTIN_RESOURCES,
     CRDS,
     DEPLOYMENTS,
+    JOBS,
     KOPF_PEERINGS_CRDS,
     NAMESPACES,
     SECRETS,
@@ -512,6 +513,10 @@ class ObjectStore:
             problems.extend(self._prepare_deployment(obj, old))
         elif rt.storage_key == CRDS.storage_key:
             problems.extend(self._prepare_crd(obj))
+        elif rt.storage_key == JOBS.storage_key:
+            from .jobs import prepare_job  # jobs.py imports this module
+
+            problems.extend(prepare_job(obj, old))
         return problems
 
     def _prepare_deployment(self, obj: Body, old: Body | None) -> builtins.list[FieldError]:

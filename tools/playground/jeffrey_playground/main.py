@@ -43,6 +43,7 @@ from typing import Any, TextIO
 
 import yaml
 
+from jeffrey_emulator import DELAY_ANNOTATION, OUTCOME_ANNOTATION
 from jeffrey_operator.adapters.prometheus.gates import PrometheusGates
 from jeffrey_operator.core.durations import format_duration
 from jeffrey_operator.core.models import JeffreyIntegrationSpec, JeffreyIntegrationStatus, Level, Phase
@@ -63,7 +64,10 @@ __all__ = ["Outcome", "PlaygroundOptions", "demo_spec", "main", "render_compact"
 
 NAMESPACE = "jeffrey"
 NAME = "jeffrey"
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "jeffrey-full-ladder.yaml"
+REPOSITORY = Path(__file__).resolve().parents[3]  # tools/playground/jeffrey_playground/main.py
+EXAMPLE = REPOSITORY / "examples" / "jeffrey-full-ladder.yaml"
+#: Where the demo's level check comes from (its CORE smoke-test Job).
+CHECKS_EXAMPLE = EXAMPLE.with_name("jeffrey-checks.yaml")
 #: The example's ladder, for an installed package without the repository's ``examples/``.
 FALLBACK_LEVELS: list[dict[str, Any]] = [
     {"level": "CORE", "modules": [{"deployment": "memory"}, {"deployment": "neural-bus"}]},
@@ -194,8 +198,24 @@ def demo_spec(*, speed: float, prometheus_url: str | None) -> dict[str, Any]:
     }
     if prometheus_url is not None:
         spec["analysis"]["prometheus"] = {"url": prometheus_url, "timeout": "2s"}
+    spec["checks"] = demo_checks(speed=speed)
     JeffreyIntegrationSpec.model_validate(spec)  # the demo spec is valid, or fail here
     return spec
+
+
+def demo_checks(*, speed: float) -> list[dict[str, Any]]:
+    """The CORE smoke-test Job of ``examples/jeffrey-checks.yaml``; the emulated Job controller
+    completes it after a moment (its pod template's annotations say so)."""
+    with contextlib.suppress(OSError, yaml.YAMLError, KeyError, TypeError):
+        checks = yaml.safe_load(CHECKS_EXAMPLE.read_text())["spec"]["checks"]
+        smoke = copy.deepcopy(next(c for c in checks if c.get("job")))
+        template = smoke["job"]["spec"]["template"]
+        template.setdefault("metadata", {})["annotations"] = {
+            OUTCOME_ANNOTATION: "Complete",
+            DELAY_ANNOTATION: f"{1.0 / speed:g}",
+        }
+        return [smoke]
+    return []
 
 
 def _modules(spec: Mapping[str, Any]) -> list[str]:
@@ -234,6 +254,9 @@ def render_compact(body: Mapping[str, Any], now: datetime.datetime, elapsed: flo
             text += "; " + ", ".join(f"{g.name} {g.result} {format_number(g.value)}" for g in bad[:3])
         lines.append("")
         lines.append("  " + text)
+    if view.checks:
+        shown = [f"{c.name} {c.result}" + (f" ({c.job})" if c.job else "") for c in view.checks]
+        lines.append("  checks: " + ", ".join(shown))
     if view.last_rollback:
         lines.append(
             f"  last rollback: {view.last_rollback.get('reason')}: {view.last_rollback.get('message')}"
