@@ -177,6 +177,9 @@ def held(kind: str, cond_status: str, since: float) -> Condition:
             610,
             ("stalled", ts(610)),
         ),
+        # a level check failed with onFailure: hold (or cannot run); running checks do not stall
+        (Phase.VALIDATING, [held("ChecksHealthy", "False", 30)], 0, 630, ("stalled", ts(630))),
+        (Phase.VALIDATING, [held("ChecksHealthy", "Unknown", 0)], 0, 9999, (None, None)),
         # not holding: conditions with other statuses, or not climbing
         (
             Phase.VALIDATING,
@@ -447,9 +450,16 @@ def test_every_url_of_a_spec_passes_the_egress_policy() -> None:
         "spec.analysis.prometheus.url",
         "spec.notifications[1].webhook.url",
     ]
+    # Without gates the Prometheus URL is never called, so it is not judged.
     assert (
-        url_problems(JeffreyIntegrationSpec.model_validate(BASE), EgressPolicy.parse(["*.monitoring"])) == []
+        url_problems(JeffreyIntegrationSpec.model_validate(BASE), EgressPolicy.parse(["hooks.example"])) == []
     )
+    assert url_problems(spec.model_copy(update={"gates": []}), EgressPolicy()) == problems[1:]
+    # HTTP checks pass the same policy.
+    checked = JeffreyIntegrationSpec.model_validate(
+        {**BASE, "checks": [{"name": "r", "level": "CORE", "http": {"url": "http://2852039166/readyz"}}]}
+    )
+    assert [p.field for p in url_problems(checked, EgressPolicy())] == ["spec.checks[0].http.url"]
 
 
 @pytest.mark.parametrize(
