@@ -27,6 +27,7 @@ class World:
     #: Apply scalings and make Deployments ready at once (the Deployment controller).
     instant: bool = True
     decisions: list[Decision] = field(default_factory=list)
+    namespace: str = ""
     scale_log: list[tuple[str, int]] = field(default_factory=list)
     #: What the runs of checks in flight gave (check name -> outcome).
     checks: dict[str, CheckOutcome] = field(default_factory=dict)
@@ -46,6 +47,7 @@ class World:
             deployments=dict(self.deployments),
             gates=self.gates,
             retry_token=self.retry_token,
+            namespace=self.namespace,
             checks=dict(self.checks),
             name=self.name,
         )

@@ -208,13 +208,13 @@ def test_rolled_back_is_degraded_with_the_reason(argo: ArgoLua) -> None:
     obj = integration(
         "RolledBack",
         current="CORE",
-        reason="GateBreached",
+        reason="GateBreach",
         message="rollback-bus-rate: 4210 > 1000",
-        lastRollback={"time": "2025-01-01T00:00:00Z", "fromLevel": "LOOPS", "reason": "GateBreached"},
+        lastRollback={"time": "2025-01-01T00:00:00Z", "fromLevel": "LOOPS", "reason": "GateBreach"},
     )
     assert health(argo, obj) == (
         "Degraded",
-        "Rolled back to CORE from LOOPS: GateBreached: rollback-bus-rate: 4210 > 1000",
+        "Rolled back to CORE from LOOPS: GateBreach: rollback-bus-rate: 4210 > 1000",
     )
 
 
@@ -449,7 +449,7 @@ def test_inlined_health_check_runs_like_the_file(argo: ArgoLua, tmp_path: Path) 
     cm = yaml.safe_load(CM.read_text())
     inlined = tmp_path / "health.lua"
     inlined.write_text(cm["data"][f"resource.customizations.health.{GROUP_KIND}"])
-    obj = integration("RolledBack", current="CORE", reason="GateBreached")
+    obj = integration("RolledBack", current="CORE", reason="GateBreach")
     assert argo.run(inlined, obj) == argo.run(HEALTH, obj)
 
 

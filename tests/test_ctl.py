@@ -1062,3 +1062,25 @@ def test_history_from_redis_newest_first(cluster: Cluster, tmp_path: pathlib.Pat
     assert down.code == 0
     assert down.err.startswith("warning: the Redis history is unavailable")
     assert "source: status.transitions" in down.out and "TargetReached" in down.out
+
+
+def test_status_hints_when_no_operator_ever_observed_the_object(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An object in a namespace no operator watches stays Pending with observedGeneration 0."""
+    cluster.create("unwatched", OTHER)
+    cluster.create("seen-by-operator")
+    cluster.wait("seen-by-operator", lambda st: st.observed_generation > 0)
+    assert "HINT" not in cluster.ctl("status", "unwatched", "-n", OTHER).out  # just created: wait
+    later = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=30)
+    monkeypatch.setattr(ctl_main_module, "_now", lambda: later)
+
+    text = cluster.ctl("status", "unwatched", "-n", OTHER).out
+    (hint,) = [line for line in text.splitlines() if line.startswith("HINT")]
+    assert "never observed by an operator" in hint and "observedGeneration is 0" in hint
+    assert f"watch namespace {OTHER}?" in hint and f"--namespace {OTHER}" in hint
+    assert json.loads(cluster.ctl("status", "unwatched", "-n", OTHER, "-o", "json").out)["hint"] == hint[10:]
+    table = cluster.ctl("status", "-n", OTHER).out
+    assert any(line.startswith("unwatched: never observed") for line in table.splitlines())
+    assert "HINT" not in cluster.ctl("status", "seen-by-operator").out
+    assert json.loads(cluster.ctl("status", "seen-by-operator", "-o", "json").out)["hint"] == ""

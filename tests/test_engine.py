@@ -481,6 +481,25 @@ def test_unparsable_specs_become_invalid_status(raw: dict[str, Any], where: str)
     assert d.actions == ()
 
 
+@pytest.mark.parametrize(
+    ("raw", "echoed"),
+    [
+        (
+            {"targetLevel": "ULTRA", "levels": [{"level": "CORE", "modules": [{"deployment": "a"}]}]},
+            "'ULTRA'",
+        ),
+        ({"levels": [{"level": "CORE", "modules": [{"deployment": "a", "replicas": -3}]}]}, "got -3"),
+        ({"levels": [{"level": "CORE", "modules": [{"deployment": "A_B"}]}]}, "'A_B'"),
+    ],
+)
+def test_every_invalid_message_echoes_the_offending_value(raw: dict[str, Any], echoed: str) -> None:
+    problems = parse_spec(raw)
+    assert isinstance(problems, list)
+    d = decide_invalid(JeffreyIntegrationStatus(), problems, 1, T0)
+    assert echoed in d.status.message
+    assert echoed in d.events[0].message
+
+
 def test_fixing_an_invalid_spec_resumes_from_the_validated_level() -> None:
     w = World.of(FULL)
     w.run()

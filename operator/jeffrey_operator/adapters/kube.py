@@ -148,12 +148,15 @@ class Kube:
                 raise KubeError(0, "Unreachable", str(exc)) from exc
             raise
 
-    async def scale(self, namespace: str, name: str, replicas: int) -> None:
+    async def scale(self, namespace: str, name: str, replicas: int) -> int:
+        """Set ``spec.replicas``; return the Deployment's ``metadata.generation`` after it."""
         import kubernetes
 
         apps = kubernetes.client.AppsV1Api(self.client)
         self._count("patch", "deployments")
-        await self._call(apps.patch_namespaced_deployment, name, namespace, {"spec": {"replicas": replicas}})
+        body = {"spec": {"replicas": replicas}}
+        result = await self._call(apps.patch_namespaced_deployment, name, namespace, body)
+        return int(getattr(getattr(result, "metadata", None), "generation", None) or 0)
 
     async def read_deployment(self, namespace: str, name: str) -> DeploymentObservation | None:
         """A live read (None when it does not exist): confirms what the watch cache says is missing."""

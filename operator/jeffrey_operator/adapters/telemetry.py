@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.metrics import MetricWrapperBase
 
+from jeffrey_operator.core.conditions import ROLLBACK_REASONS
 from jeffrey_operator.core.models import (
     CheckResult,
     CheckStatus,
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
 __all__ = [
     "REGISTRY",
     "OperatorTelemetry",
+    "born_at_zero",
+    "born_at_zero_process",
     "forget",
     "level_index",
     "observe_prometheus_query",
@@ -220,6 +223,30 @@ def record_gates(namespace: str, name: str, gates: Iterable[GateStatus]) -> None
         _child(GATE_VALUE, namespace, name, gate.name).set(float("nan") if gate.value is None else gate.value)
 
 
+#: The gate results counted by ``jeffrey_gate_evaluations_total`` (inactive gates are not).
+COUNTED_RESULTS = tuple(r for r in GateResult if r is not GateResult.INACTIVE)
+#: The ``reason`` label values of ``jeffrey_prometheus_errors_total``.
+PROMETHEUS_ERROR_REASONS = ("unreachable", "timeout", "server_error", "circuit_open", "bad_query")
+
+
+def born_at_zero(namespace: str, name: str, gates: Iterable[str] = ()) -> None:
+    """Create, at 0, the label children that alerts and dashboards count with ``increase()``:
+    a counter first exported at 1 is invisible to ``increase()``, so the first rollback of an
+    integration (and the first after a restart) would go unnoticed. Called whenever an
+    integration is observed (idempotent: existing children keep their values)."""
+    for reason in ROLLBACK_REASONS:
+        _child(ROLLBACKS, namespace, name, reason)
+    for gate in gates:
+        for result in COUNTED_RESULTS:
+            _child(GATE_EVALUATIONS, namespace, name, gate, result.value)
+
+
+def born_at_zero_process() -> None:
+    """The process-wide children (no integration label), at 0 from start-up."""
+    for reason in PROMETHEUS_ERROR_REASONS:
+        PROMETHEUS_ERRORS.labels(reason)
+
+
 def record_checks(namespace: str, name: str, old: Iterable[CheckStatus], new: Iterable[CheckStatus]) -> None:
     """Count every check run that reached a result since ``old`` (a run that is inconclusive and
     then passes counts once under each); every check's counters exist from the start, at 0."""
@@ -287,10 +314,14 @@ class OperatorTelemetry:
     ``observe`` is called once per reconcile with the decision and the status it started from.
     """
 
+    def __init__(self) -> None:
+        born_at_zero_process()
+
     def observe(
         self, namespace: str, name: str, decision: Decision, old: JeffreyIntegrationStatus, seconds: float
     ) -> None:
         new = decision.status
+        born_at_zero(namespace, name, (g.name for g in (*old.gates, *new.gates)))
         observe_status(namespace, name, new)
         for transition in new.transitions:
             if transition.seq > old.transition_seq:

@@ -65,6 +65,7 @@ DEPLOYMENT_CLAIMED = "DeploymentClaimed"
 DUPLICATE_LEVEL = "DuplicateLevel"
 DUPLICATE_DEPLOYMENT = "DuplicateDeployment"
 NO_LEVEL_AT_TARGET = "NoLevelAtOrBelowTarget"
+INVALID_GATE_BOUNDS = "InvalidGateBounds"
 # Health
 OPTIONAL_MODULES_DEGRADED = "OptionalModulesDegraded"
 MODULES_HEALTHY = "ModulesHealthy"
@@ -72,6 +73,7 @@ GATES_PASSING = "GatesPassing"
 GATES_INCONCLUSIVE = "GatesInconclusive"
 GATES_INVALID = "InvalidGate"
 NO_GATES = "NoGates"
+NO_GATES_CONFIGURED = "NoGatesConfigured"
 PROMETHEUS_UNAVAILABLE = "PrometheusUnavailable"
 PROMETHEUS_AVAILABLE = "PrometheusAvailable"
 STATE_STORE_UNAVAILABLE = "StateStoreUnavailable"
@@ -88,12 +90,15 @@ CHECK_PASSED = "CheckPassed"
 CHECK_FAILED = "CheckFailed"
 CHECK_INCONCLUSIVE = "CheckInconclusive"
 CHECK_INVALID = "InvalidCheck"
+#: Every reason a rollback is recorded with (label values of ``jeffrey_rollbacks_total``).
+ROLLBACK_REASONS = (GATE_BREACH, READINESS_TIMEOUT, MODULE_UNREADY, CHECK_FAILED)
 CHECKS_RUNNING = "ChecksRunning"
 CHECKS_PASSING = "ChecksPassing"
 CHECKS_PENDING = "ChecksPending"
 JOB_CREATE_FAILED = "CheckJobCreateFailed"
 # Operator-level
 SCALED = "Scaled"
+REPLICAS_RESTORED = "ReplicasRestored"
 SCALE_FAILED = "ScaleFailed"
 
 

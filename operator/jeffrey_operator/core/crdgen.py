@@ -95,8 +95,26 @@ def spec_schema() -> dict[str, Any]:
     gates["x-kubernetes-validations"] = [
         {"rule": "self.all(x, self.exists_one(y, y.name == x.name))", "message": "gate names must be unique"}
     ]
+    gates["items"]["x-kubernetes-validations"] = GATE_RULES
     _check_rules(schema["properties"]["checks"])
     return schema
+
+
+#: What the operator's validation (``gate_bound_problems``) also refuses, enforced by the API server
+#: for new objects: a gate needs a bound it can cross, and a range it can be in.
+GATE_RULES = [
+    {
+        "rule": "has(self.min) || has(self.max)",
+        "message": "a gate needs min, max or both",
+        "messageExpression": "'gate ' + self.name + ' needs min, max or both (it could never breach)'",
+    },
+    {
+        "rule": "!has(self.min) || !has(self.max) || self.min <= self.max",
+        "message": "a gate's min must not be greater than its max",
+        "messageExpression": "'gate ' + self.name + ': min ' + string(self.min) + ' is greater than max '"
+        " + string(self.max) + ' (it could never pass)'",
+    },
+]
 
 
 def _check_rules(checks: dict[str, Any]) -> None:

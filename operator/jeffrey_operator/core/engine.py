@@ -27,6 +27,13 @@ from dataclasses import dataclass, field
 from jeffrey_operator.core import checks as ck
 from jeffrey_operator.core import conditions as c
 from jeffrey_operator.core.durations import parse_duration
+from jeffrey_operator.core.messages import (
+    EVENT_MESSAGE_MAX,
+    STATUS_MESSAGE_MAX,
+    retry_hint,
+    shorten,
+    with_hint,
+)
 from jeffrey_operator.core.models import (
     TRANSITIONS_KEPT,
     CheckOnFailure,
@@ -75,6 +82,35 @@ class ScaleAction:
     deployment: str
     replicas: int
     level: Level
+    #: ``spec.replicas`` as observed before this scaling.
+    found: int = 0
+    #: The status already wanted ``replicas``: the Deployment moved away from it (someone else
+    #: scaled it, unless the observation lags behind the operator's own last scaling).
+    correction: bool = False
+
+
+@dataclass(frozen=True)
+class Note:
+    """One decision worth a log line (the runtime adds namespace and name, and only emits).
+
+    ``kind``: ``transition`` (phase or level changed), ``rollback`` (with the gate, its value and
+    the threshold crossed, or the modules that were not ready), ``hold`` (Prometheus outage,
+    pause, invalid spec, gates holding a validation), ``recovery`` (Prometheus answers again).
+    """
+
+    kind: str
+    reason: str
+    message: str
+    phase: Phase
+    level: Level | None
+    gate: str = ""
+    value: float | None = None
+    threshold: float | None = None
+    modules: tuple[str, ...] = ()
+    #: The level the phase works on (being promoted, validated, demoted), when there is one.
+    active: Level | None = None
+    #: The level check whose failure rolled back.
+    check: str = ""
 
 
 @dataclass(frozen=True)
@@ -82,6 +118,8 @@ class Decision:
     status: JeffreyIntegrationStatus
     actions: tuple[ScaleAction, ...] = ()
     events: tuple[Event, ...] = ()
+    #: What to log about this decision, one line each (see :class:`Note`).
+    notes: tuple[Note, ...] = ()
     #: Seconds until a deadline (timeout, window, cooldown, auto-retry) needs another look;
     #: None when only a change (of the object, a Deployment, the gates) can move things on.
     requeue_after: float | None = None
@@ -158,9 +196,12 @@ class _Step:
     now: datetime.datetime
     status: JeffreyIntegrationStatus
     events: list[Event] = field(default_factory=list)
+    notes: list[Note] = field(default_factory=list)
     deadlines: list[float] = field(default_factory=list)
     #: The gate mode and level the observed gate report was evaluated for.
     gates_for: tuple[GateMode, Level | None] = (GateMode.NONE, None)
+    #: Deployment → replicas the status this decision started from wanted.
+    wanted_before: dict[str, int] = field(default_factory=dict)
 
     @property
     def stamp(self) -> str:
@@ -188,8 +229,13 @@ class _Step:
         active: Level | str | None = "keep",
         event_type: str = "Normal",
         level_started: bool = False,
+        note: Note | None = None,
+        quiet: bool = False,
     ) -> None:
-        """Change phase (and levels), record a transition and an Event when anything changed."""
+        """Change phase (and levels), record a transition, an Event and a log note when anything
+        changed (``quiet``: no log note, another line already said it). ``message`` is cut to
+        :data:`STATUS_MESSAGE_MAX` (Events carry it in full)."""
+        full, message = message, shorten(message, STATUS_MESSAGE_MAX)
         st = self.status
         new_current = st.current_level if current == "keep" else current
         new_active = st.active_level if active == "keep" else active
@@ -223,8 +269,26 @@ class _Step:
             update["transition_seq"] = seq
             update["transitions"] = [*st.transitions, transition][-TRANSITIONS_KEPT:]
         if changed or st.reason != reason or phase == Phase.INVALID:
-            self.events.append(Event("Warning" if event_type == "Warning" else "Normal", reason, message))
+            self.events.append(Event("Warning" if event_type == "Warning" else "Normal", reason, full))
+            if not quiet:
+                self.notes.append(
+                    note
+                    or Note(
+                        kind=_note_kind(phase, reason),
+                        reason=reason,
+                        message=full,
+                        phase=phase,
+                        level=new_current,
+                        active=new_active,
+                    )
+                )
         self.status = st.model_copy(update=update)
+
+
+def _note_kind(phase: Phase, reason: str) -> str:
+    if phase in (Phase.INVALID, Phase.PAUSED) or reason == c.WAITING_FOR_GATES:
+        return "hold"
+    return "transition"
 
 
 def decide(
@@ -235,7 +299,12 @@ def decide(
 ) -> Decision:
     """The next status, scalings and Events for one integration. Pure."""
     step = _Step(
-        spec=spec, obs=obs, now=now, status=status.model_copy(deep=True), gates_for=gate_mode(status)
+        spec=spec,
+        obs=obs,
+        now=now,
+        status=status.model_copy(deep=True),
+        gates_for=gate_mode(status),
+        wanted_before={m.deployment: m.desired for m in status.modules},
     )
     step.status.target_level = spec.target_level
     step.status.observed_generation = obs.generation
@@ -278,12 +347,14 @@ def decide_invalid(
 
 def _invalid(step: _Step, problems: list[Problem], *, modules: bool = True) -> Decision:
     message = "; ".join(p.render() for p in problems)
+    if len(problems) > 1:  # status.message is cut at 300 characters: say how many there are
+        message = f"{len(problems)} problems: {message}"
     reason = problems[0].reason
     step.move(Phase.INVALID, reason, message, event_type="Warning")
     if modules:
         step.status.modules = _module_statuses(step)
-    step.status.conditions = _conditions(step, degraded_message="")
-    return Decision(status=step.status, events=tuple(step.events))
+    step.status.conditions = _conditions(step, degraded_message="", gates_known=modules)
+    return Decision(status=step.status, events=tuple(step.events), notes=tuple(step.notes))
 
 
 def _advance(step: _Step) -> None:
@@ -299,7 +370,8 @@ def _advance(step: _Step) -> None:
         if _drained_above(step, Level.CORE):
             record = st.last_rollback
             why = f"rolled back to CORE: {record.message}" if record else "rolled back to CORE"
-            step.move(Phase.ROLLED_BACK, c.ROLLED_BACK, why, event_type="Warning")
+            hint = retry_hint(step.obs.namespace, step.obs.name)
+            step.move(Phase.ROLLED_BACK, c.ROLLED_BACK, with_hint(why, hint), event_type="Warning")
         return
     if st.phase == Phase.ROLLED_BACK:
         retry = _retry_reason(step)
@@ -333,6 +405,7 @@ def _advance(step: _Step) -> None:
                     c.MODULE_UNREADY,
                     f"required modules not ready for "
                     f"{spec.promotion.readiness_timeout}: " + ", ".join(unready),
+                    modules=unready,
                 )
             return  # hold the climb while an up level is unready (Degraded says which)
         if st.unready_since:
@@ -410,6 +483,7 @@ def _advance(step: _Step) -> None:
             step,
             c.READINESS_TIMEOUT,
             f"{nxt.value} not ready within {spec.promotion.readiness_timeout}: " + ", ".join(unready),
+            modules=unready,
         )
         return
     elif st.phase == Phase.VALIDATING and st.active_level == nxt:
@@ -425,11 +499,18 @@ def _advance(step: _Step) -> None:
             step.deadlines.append(0.0)  # the gate report judged another step: evaluate again
             return
         if gates.verdict is not GateVerdict.PASS:
-            if st.reason != c.WAITING_FOR_GATES:
+            # A new message when what holds changes (not when only its values move: no write
+            # at every evaluation); the Event and the log line only when the hold begins.
+            if st.reason != c.WAITING_FOR_GATES or _holding(st.gates) != _holding(gates.gates):
+                metrics = c.get_condition(st.conditions, c.METRICS_AVAILABLE)
+                outage_logged = not gates.source_available and (
+                    metrics is not None and metrics.status == ConditionStatus.FALSE
+                )
                 step.move(
                     Phase.VALIDATING,
                     c.WAITING_FOR_GATES,
                     f"holding {nxt.value}: {gates.message or 'health gates inconclusive'}",
+                    quiet=outage_logged,  # the outage's own line said it
                 )
             return
         validation = ck.summarize([s for s in st.checks if ck.applies(s, nxt, CheckWhen.VALIDATION)])
@@ -484,6 +565,11 @@ def _scaling(spec: JeffreyIntegrationSpec, level: Level) -> str:
     return f"promoting {level.value}: scaling " + ", ".join(
         f"{m.deployment}={m.replicas}" for m in _level_spec(spec, level).modules
     )
+
+
+def _holding(gates: tuple[GateStatus, ...] | list[GateStatus]) -> set[tuple[str, GateResult]]:
+    """Which gates hold a validation, and how (what ``status.message`` must be about)."""
+    return {(g.name, g.result) for g in gates if g.result not in (GateResult.PASS, GateResult.INACTIVE)}
 
 
 def _waiting_message(step: _Step, level: Level, when: CheckWhen) -> str:
@@ -568,9 +654,9 @@ def _held_by_check(step: _Step) -> bool:
     if failed is None:
         return False
     check, cs = failed
-    hold = (
-        f"holding: check {check.name} failed: {cs.message} "
-        "(onFailure=hold; retry with jeffreyos.io/retry or a spec change)"
+    hold = with_hint(
+        f"holding: check {check.name} failed: {cs.message} (onFailure=hold)",
+        retry_hint(step.obs.namespace, step.obs.name),
     )
     if (step.status.reason, step.status.message) != (c.CHECK_FAILED, hold):
         step.move(step.status.phase, c.CHECK_FAILED, hold, event_type="Warning")
@@ -608,7 +694,13 @@ def _retry_reason(step: _Step) -> tuple[str, str] | None:
 
 
 def _rollback(
-    step: _Step, reason: str, message: str, gates: GateReport | None = None, *, check: str = ""
+    step: _Step,
+    reason: str,
+    message: str,
+    gates: GateReport | None = None,
+    *,
+    modules: list[str] | None = None,
+    check: str = "",
 ) -> None:
     st = step.status
     top = max(
@@ -626,7 +718,7 @@ def _rollback(
                 time=step.stamp,
                 from_level=top,
                 reason=reason,
-                message=message,
+                message=shorten(message, EVENT_MESSAGE_MAX),
                 gate=breach.name if breach else "",
                 value=breach.value if breach else None,
                 threshold=threshold,
@@ -644,13 +736,26 @@ def _rollback(
     )
     step.status = st
     core_up = st.current_level is not None and any(ls.level == Level.CORE for ls in step.spec.levels)
+    text = f"rolling back to CORE from {_name(top)}: {message}"
     step.move(
         Phase.ROLLING_BACK,
         reason,
-        f"rolling back to CORE from {_name(top)}: {message}",
+        text,
         current=Level.CORE if core_up else None,
         active=None,
         event_type="Warning",
+        note=Note(
+            kind="rollback",
+            reason=reason,
+            message=text,
+            phase=Phase.ROLLING_BACK,
+            level=top,
+            gate=breach.name if breach else "",
+            value=breach.value if breach else None,
+            threshold=threshold,
+            modules=tuple(modules or ()),
+            check=check,
+        ),
     )
 
 
@@ -721,7 +826,14 @@ def _actions(step: _Step) -> tuple[ScaleAction, ...]:
             want = desired[m.deployment]
             if not seen.exists or seen.spec_replicas == want:
                 continue
-            (downs if want < seen.spec_replicas else ups).append(ScaleAction(m.deployment, want, ls.level))
+            action = ScaleAction(
+                m.deployment,
+                want,
+                ls.level,
+                found=seen.spec_replicas,
+                correction=step.wanted_before.get(m.deployment) == want,
+            )
+            (downs if want < seen.spec_replicas else ups).append(action)
     downs.sort(key=lambda a: -a.level.rank)
     return (*downs, *ups)
 
@@ -754,7 +866,9 @@ def _module_statuses(step: _Step) -> list[ModuleStatus]:
     return out
 
 
-def _conditions(step: _Step, degraded_message: str) -> list[Condition]:
+def _conditions(step: _Step, degraded_message: str, *, gates_known: bool = True) -> list[Condition]:
+    """Every condition at the current generation (a condition not re-derived now keeps its
+    status but is restamped, so none is left behind at an old ``observedGeneration``)."""
     st = step.status
     gen = step.obs.generation
     now = step.stamp
@@ -785,7 +899,14 @@ def _conditions(step: _Step, degraded_message: str) -> list[Condition]:
         now=now,
         generation=gen,
     )
-    conds = _gate_conditions(conds, step.obs.gates, now, gen)
+    report = step.obs.gates
+    configured: bool | None = None  # not known for a spec that does not parse
+    if gates_known:
+        configured = bool(step.spec.gates or step.spec.default_gates or report.gates)
+        configured = configured or not report.source_available
+    before = c.get_condition(conds, c.METRICS_AVAILABLE)
+    conds = _gate_conditions(conds, step.obs.gates, now, gen, configured=configured)
+    _note_metrics_change(step, before, c.get_condition(conds, c.METRICS_AVAILABLE))
     if step.spec.checks:
         conds = _check_condition(conds, st.checks, now, gen)
     conds = c.set_condition(
@@ -797,14 +918,66 @@ def _conditions(step: _Step, degraded_message: str) -> list[Condition]:
         now=now,
         generation=gen,
     )
-    return conds
+    return [cond.model_copy(update={"observed_generation": gen}) for cond in conds]
 
 
-def _gate_conditions(conds: list[Condition], report: GateReport, now: str, gen: int) -> list[Condition]:
+def _note_metrics_change(step: _Step, before: Condition | None, after: Condition | None) -> None:
+    """A log note when Prometheus stops or starts answering (one line per outage, not per tick)."""
+    if after is None or (before is not None and before.status == after.status):
+        return
+    st = step.status
+    if after.status == ConditionStatus.FALSE:
+        if any(n.reason == c.WAITING_FOR_GATES for n in step.notes):
+            return  # the hold of the climb already says so
+        message = step.obs.gates.message or after.message
+        step.notes.append(
+            Note("hold", after.reason, message, st.phase, st.current_level, active=st.active_level)
+        )
+    elif before is not None and before.status == ConditionStatus.FALSE:
+        step.notes.append(
+            Note("recovery", after.reason, after.message, st.phase, st.current_level, active=st.active_level)
+        )
+
+
+def _gate_conditions(
+    conds: list[Condition], report: GateReport, now: str, gen: int, *, configured: bool | None = True
+) -> list[Condition]:
     """``GatesHealthy`` and ``MetricsAvailable`` from the last evaluation (kept as they were while
-    no gate applies). Messages name gates, never values, so they do not change at every tick."""
+    no gate applies; ``True``/``NoGatesConfigured`` when the spec has none). Messages name gates,
+    never values, so they do not change at every tick."""
+    if configured is False:
+        conds = c.set_condition(
+            conds,
+            c.GATES_HEALTHY,
+            True,
+            c.NO_GATES_CONFIGURED,
+            "no health gates configured (spec.gates is empty and defaultGates is false)",
+            now=now,
+            generation=gen,
+        )
+        return c.set_condition(
+            conds,
+            c.METRICS_AVAILABLE,
+            True,
+            c.NO_GATES_CONFIGURED,
+            "no health gates configured: Prometheus is not queried",
+            now=now,
+            generation=gen,
+        )
     if not report.gates and report.source_available:
         return conds
+    applicable = [g for g in report.gates if g.result is not GateResult.INACTIVE]
+    if not applicable and report.source_available:
+        # Nothing was asked: MetricsAvailable keeps what the last question found.
+        return c.set_condition(
+            conds,
+            c.GATES_HEALTHY,
+            True,
+            c.NO_GATES,
+            f"no gate applies at this level and phase ({len(report.gates)} configured)",
+            now=now,
+            generation=gen,
+        )
     invalid = [g.name for g in report.gates if g.result == GateResult.INVALID]
     breached = [g.name for g in report.gates if g.result == GateResult.BREACH]
     if invalid:
@@ -822,7 +995,7 @@ def _gate_conditions(conds: list[Condition], report: GateReport, now: str, gen: 
             "gates inconclusive: promotion holds, no rollback",
         )
     else:
-        healthy, reason, message = True, c.GATES_PASSING, f"{len(report.gates)} gates evaluated"
+        healthy, reason, message = True, c.GATES_PASSING, f"{len(applicable)} applicable gates pass"
     status = ConditionStatus.UNKNOWN if healthy is None else healthy
     conds = c.set_condition(conds, c.GATES_HEALTHY, status, reason, message, now=now, generation=gen)
     if report.source_available:
@@ -835,13 +1008,14 @@ def _gate_conditions(conds: list[Condition], report: GateReport, now: str, gen: 
             now=now,
             generation=gen,
         )
+    # The root cause (once, whatever the number of gates), then what it means.
+    cause = report.message or "Prometheus unreachable or failing"
     return c.set_condition(
         conds,
         c.METRICS_AVAILABLE,
         False,
         c.PROMETHEUS_UNAVAILABLE,
-        "Prometheus unreachable or failing: gates are inconclusive; promotion holds "
-        "and no rollback is triggered until it answers again",
+        shorten(f"{cause}; gates are inconclusive: promotion holds, no rollback until it answers", 300),
         now=now,
         generation=gen,
     )
@@ -895,7 +1069,9 @@ def _finish(step: _Step, *, act: bool) -> Decision:
     st.conditions = _conditions(step, _degraded_message(step, modules))
     actions = _actions(step) if act else ()
     requeue = min(step.deadlines) if step.deadlines else None
-    return Decision(status=st, actions=actions, events=tuple(step.events), requeue_after=requeue)
+    return Decision(
+        status=st, actions=actions, events=tuple(step.events), notes=tuple(step.notes), requeue_after=requeue
+    )
 
 
 def _name(level: Level | None) -> str:

@@ -242,7 +242,9 @@ class Observation:
     deployments: Mapping[str, DeploymentObservation]
     gates: GateReport = field(default_factory=GateReport)
     retry_token: str = ""
-    #: The integration's name (check Jobs are named after it).
+    #: The integration's name (check Jobs are named after it; messages say what to type with it).
     name: str = ""
+    #: Its namespace (for messages that say what to type, e.g. how to retry).
+    namespace: str = ""
     #: Check name → what its current run gave (only runs in flight are observed).
     checks: Mapping[str, CheckOutcome] = field(default_factory=dict)

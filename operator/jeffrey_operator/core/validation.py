@@ -61,17 +61,63 @@ def parse_spec(raw: Mapping[str, Any]) -> JeffreyIntegrationSpec | list[Problem]
         return list(problems_from_validation_error(exc))
 
 
+#: Longest echo of an offending value in a message (the whole message must stay readable).
+_ECHO_MAX = 80
+
+
+def echo(value: Any) -> str:
+    """The offending value as the user wrote it, quoted and bounded.
+
+    >>> echo("ULTRA"), echo(-1), echo("x" * 100)[-5:]
+    ("'ULTRA'", '-1', 'xx...')
+    """
+    text = repr(value)
+    return text if len(text) <= _ECHO_MAX else text[: _ECHO_MAX - 3] + "..."
+
+
 def problems_from_validation_error(exc: ValidationError) -> Iterable[Problem]:
+    """One problem per pydantic error; each message echoes the offending value (``got 'ULTRA'``)
+    unless the value is missing altogether."""
     for err in exc.errors():
         path = "spec"
         for part in err["loc"]:
             path += f"[{part}]" if isinstance(part, int) else f".{part}"
+        message = str(err["msg"])
+        if err["type"] != "missing":
+            message = f"got {echo(err.get('input'))}: {message}"
         yield Problem(
             field=path,
             reason=c.INVALID_SPEC,
-            message=str(err["msg"]),
+            message=message,
             fix="correct the value (see `kubectl explain jeffreyintegration.spec`)",
         )
+
+
+def gate_bound_problems(spec: JeffreyIntegrationSpec) -> list[Problem]:
+    """Gates that can never breach (no bound) or never pass (``min > max``). The CRD's CEL rules
+    refuse both; this catches objects an older CRD let in."""
+    problems: list[Problem] = []
+    for i, gate in enumerate(spec.gates):
+        if gate.min is None and gate.max is None:
+            problems.append(
+                Problem(
+                    field=f"spec.gates[{i}]",
+                    reason=c.INVALID_GATE_BOUNDS,
+                    message=f"gate {gate.name!r} has neither min nor max, so it can never breach",
+                    fix="set min, max or both",
+                )
+            )
+        elif gate.min is not None and gate.max is not None and gate.min > gate.max:
+            problems.append(
+                Problem(
+                    field=f"spec.gates[{i}]",
+                    reason=c.INVALID_GATE_BOUNDS,
+                    message=f"gate {gate.name!r} has min {gate.min:g} > max {gate.max:g}, "
+                    "so it can never pass",
+                    fix="swap them or correct one",
+                )
+            )
+    return problems
 
 
 def validate(
@@ -92,7 +138,7 @@ def validate(
                 Problem(
                     field=f"spec.levels[{i}].level",
                     reason=c.DUPLICATE_LEVEL,
-                    message=f"level {level_spec.level.value} is listed twice "
+                    message=f"level {level_spec.level.value!r} is listed twice "
                     f"(also at spec.levels[{seen_levels[level_spec.level]}])",
                     fix="merge the two entries into one",
                 )
@@ -134,12 +180,13 @@ def validate(
                         fix="create it (at 0 replicas), fix the name, or mark the module optional",
                     )
                 )
+    problems.extend(gate_bound_problems(spec))
     if parse_duration(spec.analysis.interval) < 1.0:
         problems.append(
             Problem(
                 field="spec.analysis.interval",
                 reason=c.INVALID_SPEC,
-                message=f"{spec.analysis.interval} is shorter than the minimum of 1s",
+                message=f"{spec.analysis.interval!r} is shorter than the minimum of 1s",
                 fix="set it to 1s or more",
             )
         )
@@ -149,7 +196,7 @@ def validate(
             Problem(
                 field="spec.targetLevel",
                 reason=c.NO_LEVEL_AT_TARGET,
-                message=f"no level at or below {spec.target_level.value} is defined in spec.levels",
+                message=f"no level at or below {spec.target_level.value!r} is defined in spec.levels",
                 fix="raise targetLevel or define a lower level",
             )
         )

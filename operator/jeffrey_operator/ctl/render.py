@@ -227,6 +227,8 @@ def render_view(view: StatusView, now: datetime.datetime, *, all_gates: bool = F
     since = f", {_ago(view.phase_since, now)}" if view.phase_since else ""
     phase = f"{view.phase.value} ({view.reason}{since})" if view.reason else view.phase.value
     lines.append(f"PHASE     {phase}" + (f": {view.message}" if view.message else ""))
+    if view.hint:
+        lines.append(f"HINT      {view.hint}")
     current = view.current_level.value if view.current_level else "none"
     target = view.target_level.value if view.target_level else "-"
     ladder = f"target {target}, current {current}"
@@ -355,7 +357,10 @@ def render_table(views: Sequence[StatusView], now: datetime.datetime, *, namespa
         if namespaces:
             row.insert(0, v.namespace)
         rows.append(row)
-    return "\n".join(_table(rows)) + "\n"
+    hints = [
+        f"{v.namespace}/{v.name}: {v.hint}" if namespaces else f"{v.name}: {v.hint}" for v in views if v.hint
+    ]
+    return "\n".join([*_table(rows), *hints]) + "\n"
 
 
 # ---------------------------------------------------------------------------------------- history

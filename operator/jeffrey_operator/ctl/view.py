@@ -43,6 +43,7 @@ __all__ = [
     "build_view",
     "level_state",
     "passing_since",
+    "unobserved_hint",
 ]
 
 #: How a level stands: ``up`` (validated, running), ``validating`` (running, health window in
@@ -195,6 +196,8 @@ class StatusView:
     conditions: tuple[dict[str, Any], ...]
     transitions: int = 0
     checks: tuple[CheckView, ...] = ()
+    #: Why nothing happens, when that is not in status (e.g. no operator watches the namespace).
+    hint: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """The ``-o json|yaml`` shape (documented in ``docs/jeffreyctl.md``)."""
@@ -218,6 +221,7 @@ class StatusView:
             "lastRollback": self.last_rollback,
             "conditions": list(self.conditions),
             "transitions": self.transitions,
+            "hint": self.hint,
         }
 
 
@@ -337,6 +341,34 @@ def waiting_for(
     return None
 
 
+#: An object no operator has written status for this long after its creation is likely unwatched.
+UNOBSERVED_AFTER = 10.0
+
+
+def unobserved_hint(observed_generation: int, created: str, namespace: str, now: datetime.datetime) -> str:
+    """A hint when no operator has ever observed the object (``observedGeneration`` 0) although it
+    exists for more than :data:`UNOBSERVED_AFTER` seconds; ``""`` otherwise.
+
+    >>> t0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+    >>> unobserved_hint(0, "2026-01-01T00:00:00Z", "ns", t0 + datetime.timedelta(seconds=3))
+    ''
+    >>> unobserved_hint(0, "2026-01-01T00:00:00Z", "ns", t0 + datetime.timedelta(seconds=42))[:46]
+    'never observed by an operator in 42s (status.o'
+    """
+    born = parse_time(created)
+    if observed_generation or born is None:
+        return ""
+    age = (now - born).total_seconds()
+    if age < UNOBSERVED_AFTER:
+        return ""
+    where = namespace or "its namespace"
+    return (
+        f"never observed by an operator in {age:.0f}s (status.observedGeneration is 0): is the operator "
+        f"running, and does it watch namespace {where}? Check its --namespace flags "
+        f"(jeffrey-operator run --namespace {where}, or --all-namespaces; Helm: watchNamespaces)"
+    )
+
+
 def build_view(
     spec: JeffreyIntegrationSpec | None,
     status: JeffreyIntegrationStatus,
@@ -431,4 +463,5 @@ def build_view(
             )
             for ck in status.checks
         ),
+        hint=unobserved_hint(status.observed_generation, created, namespace, now),
     )

@@ -164,10 +164,9 @@ def settings_from_args(args: argparse.Namespace, env: dict[str, str] | None = No
 
 
 def _configure_logging(settings: OperatorSettings) -> None:
-    import kopf
+    from jeffrey_operator.runtime import logs
 
-    fmt = kopf.LogFormat.JSON if settings.log_format == "json" else kopf.LogFormat.FULL
-    kopf.configure(verbose=settings.verbose, log_format=fmt)
+    logs.configure(settings.log_format, verbose=settings.verbose)
 
 
 def _run(settings: OperatorSettings) -> int:

@@ -14,6 +14,7 @@ import kopf
 
 from jeffrey_operator.adapters.kube import observe_deployment, observe_job
 from jeffrey_operator.core.checks import LABEL_INTEGRATION
+from jeffrey_operator.core.messages import EVENT_MESSAGE_MAX, shorten
 from jeffrey_operator.core.models import GROUP, PLURAL, VERSION
 from jeffrey_operator.core.ports import Event
 from jeffrey_operator.core.validation import claim_of
@@ -45,8 +46,10 @@ def quiet_kopf_logs() -> None:
 
 
 def post_event(body: Mapping[str, Any], event: Event) -> None:
-    """Events go through kopf's posting queue (batched, retried, never blocking the loop)."""
-    kopf.event(body, type=event.type, reason=event.reason, message=event.message[:1024])  # type: ignore[arg-type]
+    """Events go through kopf's posting queue (batched, retried, never blocking the loop); at most
+    1 KB each, cut at a word with an ellipsis."""
+    message = shorten(event.message, EVENT_MESSAGE_MAX)
+    kopf.event(body, type=event.type, reason=event.reason, message=message)  # type: ignore[arg-type]
 
 
 def configure(settings: kopf.OperatorSettings, *, peering_priority: int = 0) -> None:

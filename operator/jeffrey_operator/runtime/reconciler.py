@@ -23,6 +23,7 @@ from jeffrey_operator.adapters.prometheus.gates import next_tick_delay
 from jeffrey_operator.core import conditions as c
 from jeffrey_operator.core.durations import parse_duration
 from jeffrey_operator.core.engine import Decision, decide, decide_invalid, gate_mode
+from jeffrey_operator.core.messages import drift_message
 from jeffrey_operator.core.models import (
     RETRY_ANNOTATION,
     JeffreyIntegrationSpec,
@@ -49,6 +50,7 @@ from jeffrey_operator.core.ports import (
 )
 from jeffrey_operator.core.timestamps import format_time, parse_time
 from jeffrey_operator.core.validation import Claim, claim_of, parse_spec, prior_claims
+from jeffrey_operator.runtime import logs
 from jeffrey_operator.runtime.checks import CheckRuns, owned_jobs
 from jeffrey_operator.runtime.notifications import NoNotifier, NotifierPort
 
@@ -174,6 +176,9 @@ class IntegrationLoop:
     #: The Deployments this loop is registered for in ``ctx.refs``.
     tracked: set[Key] = field(default_factory=set)
     scale_backoff: float = 0.0
+    #: Deployment → its generation right after this loop last scaled it (None: that scaling
+    #: failed). An observation older than that lags behind us; a newer one was changed by someone.
+    scaled: dict[str, int | None] = field(default_factory=dict)
     #: kopf's index of check Jobs: (namespace, integration) → JobObservation (see handlers.jobs).
     jobs_index: Mapping[Key, Any] = field(default_factory=dict)
     #: ``metadata.uid`` of the object (check Jobs carry it in their owner reference).
@@ -239,6 +244,7 @@ class IntegrationLoop:
         if not isinstance(parsed, list):
             parsed = await self.ctx.egress.problems(parsed) or parsed
         wait: float | None = None
+        seen: Mapping[str, DeploymentObservation] = {}
         if isinstance(parsed, list):
             decision = decide_invalid(old, parsed, generation, now)
             spec = None
@@ -246,6 +252,7 @@ class IntegrationLoop:
             spec = parsed
             deployments = self.observe_deployments(spec, claim_of(meta))
             await self.confirm_missing(spec, deployments)
+            seen = deployments
             mode, level = gate_mode(old)
             report = GateReport()
             if mode is not GateMode.NONE and not spec.paused:
@@ -271,13 +278,14 @@ class IntegrationLoop:
                 deployments=deployments,
                 gates=report,
                 retry_token=str(annotations.get(RETRY_ANNOTATION, "") or ""),
+                namespace=self.namespace,
                 checks=await self.checks.observe(spec, old, self.check_jobs(), self.ctx.http),
                 name=self.name,
             )
             decision = decide(spec, old, observation, now)
 
         new = decision.status
-        scaled_ok = await self.act(decision, body)
+        scaled_ok = await self.act(decision, body, seen)
         if not scaled_ok:
             wait = _min(wait, self.scale_backoff)
         new = self.store_condition(new, generation, format_time(now))
@@ -311,12 +319,23 @@ class IntegrationLoop:
         """This integration's check Jobs (from kopf's index), owned by this very object."""
         return owned_jobs(_all(self.jobs_index.get(self.key)), self.uid)
 
-    async def act(self, decision: Decision, body: Mapping[str, Any]) -> bool:
+    async def act(
+        self,
+        decision: Decision,
+        body: Mapping[str, Any],
+        seen: Mapping[str, DeploymentObservation] | None = None,
+    ) -> bool:
+        logs.log_notes(self.namespace, self.name, decision.notes)
         ok = True
         for action in decision.actions:
+            observed = (seen or {}).get(action.deployment)
+            if action.correction and observed is not None and self._drifted(action.deployment, observed):
+                self.report_drift(body, decision, action.deployment, action.found, action.replicas)
             try:
-                await self.ctx.kube.scale(self.namespace, action.deployment, action.replicas)
+                generation = await self.ctx.kube.scale(self.namespace, action.deployment, action.replicas)
+                self.scaled[action.deployment] = generation
             except KubeError as exc:
+                self.scaled[action.deployment] = None
                 ok = False
                 log.warning(
                     "scaling %s/%s to %d failed: %s", self.namespace, action.deployment, action.replicas, exc
@@ -335,10 +354,39 @@ class IntegrationLoop:
         self.scale_backoff = 0.0 if ok else min(max(self.scale_backoff * 2, 1.0), 60.0)
         return ok
 
+    def _drifted(self, deployment: str, observed: DeploymentObservation) -> bool:
+        if deployment not in self.scaled:
+            return True  # not scaled by this process: the status is all we know
+        ours = self.scaled[deployment]
+        return ours is not None and observed.generation > ours
+
+    def report_drift(
+        self, body: Mapping[str, Any], decision: Decision, deployment: str, found: int, restored: int
+    ) -> None:
+        """A Warning Event on the JeffreyIntegration and a log line: the correction is not silent."""
+        message = drift_message(deployment, found, restored)
+        self.emit(body, Event("Warning", c.REPLICAS_RESTORED, message))
+        st = decision.status
+        logs.log_drift(
+            self.namespace,
+            self.name,
+            deployment=deployment,
+            found=found,
+            restored=restored,
+            level=st.current_level,
+            phase=st.phase,
+            reason=c.REPLICAS_RESTORED,
+            message=message,
+        )
+
     def store_condition(
         self, status: JeffreyIntegrationStatus, generation: int, now: str
     ) -> JeffreyIntegrationStatus:
         if self.store_ok is None:
+            if isinstance(self.ctx.store, NoStateStore):  # none configured (now): nothing to report
+                kept = [x for x in status.conditions if x.type != c.STATE_STORE_AVAILABLE]
+                if len(kept) != len(status.conditions):
+                    return status.model_copy(update={"conditions": kept})
             return status
         if self.store_ok:
             conds = c.set_condition(
@@ -410,6 +458,15 @@ class IntegrationLoop:
                 log.warning("state store unavailable for %s/%s: %s", self.namespace, self.name, exc)
             self._store_failed()
             return
+        if self.store_ok is False:
+            logs.log_recovery(
+                self.namespace,
+                self.name,
+                level=self.status.current_level,
+                phase=self.status.phase,
+                reason=c.STATE_STORE_SYNCED,
+                message="the Redis state store answers again; status and history are mirrored",
+            )
         self.store_ok = True
         self.store_dirty = False
         self.store_backoff = 1.0

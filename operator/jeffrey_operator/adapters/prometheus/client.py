@@ -225,6 +225,8 @@ class CircuitBreaker:
         self._failures = 0
         self._opened_at: float | None = None
         self._trial_in_flight = False
+        #: The error of the last failed attempt: what an open circuit is failing fast *for*.
+        self.last_error = ""
 
     @property
     def state(self) -> BreakerState:
@@ -247,10 +249,10 @@ class CircuitBreaker:
             self._trial_in_flight = True
             return True
         assert self._opened_at is not None
-        wait = max(0.0, self._policy.open_seconds - (self._clock() - self._opened_at))
+        # The root cause first; no countdown or count, so the message (hence status) stays the
+        # same for as long as the cause does.
         raise CircuitOpen(
-            f"circuit open after {self._failures} consecutive failures; "
-            + (f"next trial in {wait:.1f}s" if state is BreakerState.OPEN else "a trial request is in flight")
+            f"{self.last_error or 'failing'} (circuit open: failing fast until a trial succeeds)"
         )
 
     def succeeded(self, trial: bool) -> None:
@@ -259,8 +261,9 @@ class CircuitBreaker:
         if trial:
             self._trial_in_flight = False
 
-    def failed(self, trial: bool) -> None:
+    def failed(self, trial: bool, error: str = "") -> None:
         self._failures += 1
+        self.last_error = error or self.last_error
         if trial:
             self._trial_in_flight = False
             self._opened_at = self._clock()
@@ -458,7 +461,7 @@ class PrometheusClient:
             try:
                 series = await self._attempt(endpoint, promql, deadline)
             except PrometheusUnavailable as err:
-                breaker.failed(trial)
+                breaker.failed(trial, str(err))
                 metrics.record_prometheus_error(err.reason)
                 delay = self.retry.delay(retry, self._jitter())
                 retry += 1

@@ -39,7 +39,7 @@ from jeffrey_operator.adapters.prometheus.client import (
 from jeffrey_operator.core.durations import parse_duration
 from jeffrey_operator.core.gates.defaults import gates_for
 from jeffrey_operator.core.gates.evaluate import OutcomeKind, QueryOutcome, evaluate, is_active
-from jeffrey_operator.core.models import GateSpec, SecretKeyRef
+from jeffrey_operator.core.models import GateResult, GateSpec, SecretKeyRef
 from jeffrey_operator.core.ports import GateContext, GateMode, GateReport
 
 __all__ = [
@@ -215,8 +215,12 @@ class PrometheusGates:
             inactive=inactive,
         )
         if not report.source_available and source_message:
+            # The root cause once, then which gates it holds (each gate's detail is in its status).
+            held = sorted(s.name for s in report.gates if s.result is GateResult.INCONCLUSIVE)
             report = dataclasses.replace(
-                report, message=f"{source_message}; promotion holds, no rollback ({report.message})"
+                report,
+                message=f"{source_message}; promotion holds, no rollback "
+                f"(inconclusive: {', '.join(held) or 'every gate'})",
             )
         return report
 
@@ -228,7 +232,7 @@ class PrometheusGates:
         except BadQuery as err:
             return QueryOutcome.invalid(str(err))
         except PrometheusUnavailable as err:
-            return QueryOutcome.unavailable(f"{err.reason}: {err}")
+            return QueryOutcome.unavailable(str(err))  # each error names its cause and the URL
         except Exception as err:  # a bug or an odd answer must hold the ladder, not crash the loop
             log.exception("unexpected error asking %s for %r", endpoint.url, query)
             return QueryOutcome.unavailable(f"unexpected {type(err).__name__}: {err}")

@@ -379,7 +379,7 @@ def summarize(statuses: Sequence[GateStatus], *, source_available: bool = True) 
         )
     holding = [s for s in applicable if s.result is not GateResult.PASS]
     if holding:
-        reasons = "; ".join(f"gate {s.name} {s.result.value}: {s.message}" for s in holding)
+        reasons = _grouped(holding)
         return GateReport(
             verdict=GateVerdict.INCONCLUSIVE,
             gates=tuple(statuses),
@@ -395,6 +395,24 @@ def summarize(statuses: Sequence[GateStatus], *, source_available: bool = True) 
         passing_since=passing_since,
         source_available=source_available,
         message=f"{len(applicable)} gate(s) pass",
+    )
+
+
+def _grouped(statuses: Sequence[GateStatus]) -> str:
+    """One clause per distinct (result, message), the cause first, then every gate that shares
+    it: ten gates with the same cause say it once.
+
+    >>> a = GateStatus(name="a", result=GateResult.INCONCLUSIVE, message="no data")
+    >>> b = GateStatus(name="b", result=GateResult.INCONCLUSIVE, message="no data")
+    >>> _grouped([a, b])
+    'no data (gates a, b: Inconclusive)'
+    """
+    groups: dict[tuple[GateResult, str], list[str]] = {}
+    for status in statuses:
+        groups.setdefault((status.result, status.message), []).append(status.name)
+    return "; ".join(
+        f"{message} ({'gates' if len(names) > 1 else 'gate'} {', '.join(names)}: {result.value})"
+        for (result, message), names in groups.items()
     )
 
 
