@@ -4,7 +4,7 @@ PYTEST_ARGS ?=
 CRD := crds/jeffreyintegrations.jeffreyos.io.yaml
 
 .DEFAULT_GOAL := help
-.PHONY: help deps test pytest lint fmt crds demo run bench
+.PHONY: help deps test pytest lint fmt crds demo playground run bench
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -33,9 +33,13 @@ crds: ## Regenerate the CRD from the pydantic models (and the chart's copy)
 	PYTHONPATH=operator $(PYTHON) -m jeffrey_operator.core.crdgen > $(CRD)
 	cp $(CRD) charts/jeffrey-operator/crds/
 
-demo: ## The playground: the whole system on this machine, no cluster needed
+demo: ## The playground's scripted run: climb, fault, rollback, summary; ends by itself
 	@bash hack/bootstrap.sh --runtime
 	$(PYTHON) -m jeffrey_operator.runtime.cli playground $(if $(CI),--non-interactive,)
+
+playground: ## The whole system on this machine, kept until Ctrl-C: watch and poke it with kubectl
+	@bash hack/bootstrap.sh --runtime
+	$(PYTHON) -m jeffrey_operator.runtime.cli playground --keep
 
 run: ## Run the operator against the current kube context
 	jeffrey-operator run

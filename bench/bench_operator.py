@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from typing import Any
 
@@ -129,6 +130,12 @@ def ladder(name: str, namespace: str) -> dict[str, Any]:
 
 def seed(emu: RemoteEmulator, name: str, namespace: str) -> None:
     ji = ladder(name, namespace)
+    # Namespaces are real objects in the emulator (as on a cluster): create it first.
+    try:
+        emu.request("POST", "/api/v1/namespaces", {"metadata": {"name": namespace}})
+    except urllib.error.HTTPError as e:
+        if e.code != 409:  # 409: it exists already
+            raise
     for level in ji["spec"]["levels"]:
         for module in level["modules"]:
             emu.request(
@@ -246,6 +253,7 @@ def bench_rollback(runs: int) -> None:
             ns = "latency"
             sims = fleet.start(["memory", "awareness-loop"], ns)
             loop_sim = sims[1]
+            emu.ensure_namespace(ns)
             for name in ("memory", "awareness-loop"):
                 emu.create(deployment(name, ns))
             settings = OperatorSettings(health_port=0, metrics_port=0)
@@ -310,6 +318,7 @@ def shared_queries(emu: Any, prom: Any, fleet: Any, count: int = 50, seconds: in
     """``count`` integrations in one namespace with the same (default) gates: queries per tick."""
     ns = "shared"
     fleet.start(["memory"], ns)
+    emu.ensure_namespace(ns)
     for i in range(count):
         emu.create(deployment(f"m-{i}", ns))
         emu.create(

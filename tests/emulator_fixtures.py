@@ -22,6 +22,10 @@ Fixtures:
 * ``minimal_jeffrey_crd`` — always the hand-written one (status preserves unknown fields).
 
 Every emulator fixture fails the test at teardown if the emulated API answered with a 5xx.
+Namespaces are real objects: the emulators start with ``default`` (pass ``namespaces=(...)`` in
+``emulator_options`` or call ``emu.ensure_namespace(name)`` for others; a write into a missing
+namespace answers 404 as on a cluster). ``require_kubectl()`` gives the real kubectl 1.31
+(``.tools/bin/kubectl``), skipping locally and failing under ``JEFFREY_REQUIRE_ALL=1`` without it.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import asyncio
 import contextlib
 import copy
 import logging
+import os
 import pathlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -306,3 +311,21 @@ def k8s_api_client_fixture(threaded_emulator: Emulator) -> Iterator[Any]:
         yield client
     finally:
         client.close()
+
+
+# ------------------------------------------------------------------------------------ kubectl
+
+#: The real kubectl 1.31 (``hack/get-kubectl.sh``), never the ``kubectl`` on PATH: on some
+#: machines that one is a wrapper that is not kubectl at all.
+KUBECTL = ROOT / ".tools" / "bin" / "kubectl"
+
+
+def require_kubectl() -> pathlib.Path:
+    """The real kubectl; skip (locally) or fail (``JEFFREY_REQUIRE_ALL=1``) when it is missing."""
+    binary = pathlib.Path(os.environ.get("JEFFREY_KUBECTL_BIN") or KUBECTL)
+    if not os.access(binary, os.X_OK):
+        message = f"kubectl not found at {binary} (bash hack/get-kubectl.sh installs it)"
+        if os.environ.get("JEFFREY_REQUIRE_ALL") == "1":
+            pytest.fail(message + " and JEFFREY_REQUIRE_ALL=1")
+        pytest.skip(message)
+    return binary

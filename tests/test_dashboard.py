@@ -702,6 +702,7 @@ def test_jeffreyctl_dashboard_serves_until_ctrl_c(
     kubeconfig: pathlib.Path, threaded_emulator: Emulator
 ) -> None:
     """The console command for real: prints its URL, serves the page and the API, stops on SIGINT."""
+    threaded_emulator.ensure_namespace("dash")  # namespaces are real objects in the emulator
     threaded_emulator.create(body("cli"))
     command = [sys.executable, "-m", "jeffrey_operator.ctl.main", "--kubeconfig", str(kubeconfig)]
     process = subprocess.Popen(

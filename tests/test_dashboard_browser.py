@@ -93,6 +93,7 @@ def live_fixture(
     chromium: tuple[str, str],
 ) -> Iterator[tuple[Cluster, BackgroundDashboard, str]]:
     simulators.start([d for ds in LEVELS.values() for d in ds], NS)
+    cluster.emu.ensure_namespace(NS)  # namespaces are real objects in the emulator
     for deployments in LEVELS.values():
         for name in deployments:
             cluster.emu.create(deployment_manifest(name, NS, replicas=0))

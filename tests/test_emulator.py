@@ -195,12 +195,21 @@ async def test_create_sets_metadata_and_returns_201(http: aiohttp.ClientSession,
     status, second = await call(http, "POST", JI, jeffrey_integration("second"))
     assert int(second["metadata"]["resourceVersion"]) > int(meta["resourceVersion"])
 
-    # The namespace comes from the URL (and a new namespace is created implicitly).
+    # The namespace comes from the URL, and must exist (namespaces are real objects).
     body = jeffrey_integration("x")
     del body["metadata"]["namespace"]
+    status, missing = await call(http, "POST", JI.replace("/default/", "/other/"), body)
+    assert (status, missing["reason"], missing["message"]) == (
+        404,
+        "NotFound",
+        'namespaces "other" not found',
+    )
+    assert missing["details"] == {"name": "other", "kind": "namespaces"}
+    status, _ = await call(http, "POST", "/api/v1/namespaces", {"metadata": {"name": "other"}})
+    assert status == 201
+    assert emulator.get("namespaces", None, "other")["status"]["phase"] == "Active"
     status, created = await call(http, "POST", JI.replace("/default/", "/other/"), body)
     assert status == 201 and created["metadata"]["namespace"] == "other"
-    assert emulator.get("namespaces", None, "other")["status"]["phase"] == "Active"
 
     status, generated = await call(http, "POST", CM, {"metadata": {"generateName": "cm-"}, "data": {}})
     assert status == 201 and re.fullmatch(r"cm-[a-z0-9]{5}", generated["metadata"]["name"])
@@ -238,7 +247,9 @@ async def test_error_statuses_are_shaped_like_kubernetes(http: aiohttp.ClientSes
     status, body = await call(
         http, "PATCH", f"{JI}/dup", {"spec": {}}, content_type="application/apply-patch+yaml"
     )
-    assert status == 415 and body["reason"] == "UnsupportedMediaType"
+    # Server-side apply needs apiVersion and kind in the configuration (tests/test_kubectl.py
+    # and the apply tests below cover the rest of it).
+    assert status == 400 and body["reason"] == "BadRequest" and "'Kind' is missing" in body["message"]
     status, body = await call(http, "GET", "/api/v1/namespaces/default/widgets")
     assert status == 404 and body["reason"] == "NotFound"
     status, body = await call(http, "POST", CM, {"metadata": {"name": "Not_Valid"}})
@@ -465,6 +476,7 @@ async def test_owner_references_cascade_and_namespace_deletion(emulator: Emulato
     emulator.delete("ji", "default", "owner")
     assert emulator.store.try_get("configmaps", "default", "child") is None
 
+    emulator.ensure_namespace("doomed")
     emulator.create(cm_body("a"), "doomed")
     held = cm_body("held")
     held["metadata"]["finalizers"] = [FINALIZER]
@@ -483,6 +495,7 @@ async def test_list_with_selectors_and_pagination(http: aiohttp.ClientSession, e
     emulator.create(cm_body("a", {"app": "web", "tier": "front"}), "default")
     emulator.create(cm_body("b", {"app": "web", "tier": "back"}), "default")
     emulator.create(cm_body("c", {"app": "db"}), "default")
+    emulator.ensure_namespace("other")
     emulator.create(cm_body("d", {"app": "web"}), "other")
 
     async def names(path: str, **params: str) -> list[str]:

@@ -27,7 +27,11 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 @pytest.fixture(name="emu")
 def emu_fixture() -> Iterator[Emulator]:
-    bg = BackgroundEmulator(crds=load_crds(ROOT / "crds"), default_behaviour=DeploymentBehaviour(delay=0.05))
+    bg = BackgroundEmulator(
+        crds=load_crds(ROOT / "crds"),
+        default_behaviour=DeploymentBehaviour(delay=0.05),
+        namespaces=("default", "jeffrey"),  # namespaces are real objects in the emulator
+    )
     emu = bg.start()
     try:
         yield emu

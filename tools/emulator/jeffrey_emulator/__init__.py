@@ -12,7 +12,8 @@ which is not safe for several emulators in threads; we run our own aiohttp ``Ser
 
 What it does (real API semantics):
 
-* discovery (``/api``, ``/api/v1``, ``/apis``, ``/apis/{group}[/{version}]``, ``/version``);
+* discovery (``/api``, ``/api/v1``, ``/apis``, ``/apis/{group}[/{version}]``, ``/version``; the
+  aggregated ``apidiscovery.k8s.io/v2`` document for clients that ask for it);
 * core ``namespaces``, ``events``, ``secrets``, ``configmaps``; ``apps/v1`` ``deployments`` (with
   ``/status`` and ``/scale``); ``events.k8s.io/v1`` events; ``coordination.k8s.io/v1`` leases;
   ``apiextensions.k8s.io/v1`` CRDs (creating one serves its resource); kopf's ``kopfpeerings`` and
@@ -29,18 +30,22 @@ What it does (real API semantics):
 * lists with label/field selectors, ``limit``/``continue``; watches with ``resourceVersion``
   (replay from a bounded history, 410 Gone when too old), bookmarks, ``sendInitialEvents``,
   ``timeoutSeconds``, selector-aware ADDED/DELETED transitions;
-* structural-schema pruning, defaulting and validation of custom resources (see :mod:`.schema`);
+* structural-schema pruning, defaulting and validation of custom resources (see :mod:`.schema`),
+  CEL ``x-kubernetes-validations`` with a real CEL implementation (:mod:`.cel`);
+* ``/openapi/v2`` and ``/openapi/v3`` built from the served types (:mod:`.openapi`), Table
+  responses (:mod:`.tables`), ``fieldValidation=Strict|Warn|Ignore``, server-side apply and
+  ``managedFields`` (:mod:`.managed`), namespaces as real objects (404 for a missing one);
 * a simulated Deployment controller with per-Deployment behaviour (see :mod:`.deployments`);
 * ``batch/v1`` Jobs with a simulated Job controller: complete or fail after a delay chosen by an
   annotation on the Job or its pod template (see :mod:`.jobs`).
 
-What it does NOT do: no authentication beyond an optional fixed bearer token, no RBAC, no
-admission (webhooks, quotas, limit ranges), no pods, ReplicaSets, Services or any other resource
-or controller than listed above, no server-side apply, no field managers, no protobuf/CBOR,
-no TLS, no CRD conversion webhooks (versions are converted by rewriting ``apiVersion``),
-no validation of built-in kinds beyond names, labels and the basics of Deployments,
-no CEL rules except the "unique by field" idiom, no ``format`` checks, and lists are always
-served from the latest state (``resourceVersion``/``resourceVersionMatch`` on lists are ignored).
+What it does NOT do (the full list is in docs/emulator.md): no authentication beyond an optional
+fixed bearer token, no RBAC, no admission (webhooks, quotas, limit ranges), no pods, ReplicaSets,
+Services or any other controller than the Deployment and Job ones, no protobuf/CBOR objects, no TLS, no
+CRD conversion webhooks (versions are converted by rewriting ``apiVersion``), no validation of
+built-in kinds beyond names, labels, unknown fields and the basics of Deployments, no ``format``
+checks, and lists are always served from the latest state
+(``resourceVersion``/``resourceVersionMatch`` on lists are ignored).
 Core ``v1`` events and ``events.k8s.io/v1`` events are stored separately.
 """
 

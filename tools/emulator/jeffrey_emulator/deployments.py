@@ -34,6 +34,8 @@ from .store import ObjectStore, Waiter, now_rfc3339
 __all__ = ["DeploymentBehaviour", "DeploymentController", "deployment_manifest"]
 
 Mode = Literal["ready", "never", "partial", "fail_after", "ignore"]
+#: Who writes a Deployment's status on a cluster (its ``managedFields`` entry, ``subresource: status``).
+MANAGER = "kube-controller-manager"
 _MANAGED = (
     "observedGeneration",
     "replicas",
@@ -341,7 +343,9 @@ class DeploymentController:
                 written = True
 
         try:
-            self._store.modify(DEPLOYMENTS, key[0], key[1], fn, subresource="status", validate=False)
+            self._store.modify(
+                DEPLOYMENTS, key[0], key[1], fn, subresource="status", validate=False, manager=MANAGER
+            )
         except ApiError:
             return  # deleted meanwhile
         if written:

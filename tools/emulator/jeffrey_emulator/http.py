@@ -13,6 +13,11 @@ Replaced (kmock 0.8 cannot be fixed from the outside for these):
   API is served by :class:`ApiServer` on top of :class:`~.store.ObjectStore` instead;
 * discovery — kmock renders the core group as ``/v1`` and subresources with the main verbs;
 * watch streaming — written directly to aiohttp responses (bookmarks, timeouts, 410 Gone).
+
+Added for real clients (kubectl 1.31): aggregated discovery, ``/openapi/v2`` and ``/openapi/v3``
+(:mod:`.openapi`), Table responses (:mod:`.tables`), ``fieldValidation`` and ``Warning`` headers,
+``fieldManager`` (or the User-Agent's product) for managed fields and server-side apply
+(:mod:`.managed`).
 """
 
 from __future__ import annotations
@@ -32,16 +37,17 @@ from typing import Any, overload
 
 import aiohttp.web
 import attrs
+import yaml
 from kmock import KubernetesEmulator, RawHandler, Request
 from kmock import action as kmock_action
 from kmock import resource as kmock_resource
 
-from . import errors
+from . import errors, openapi, openapi_proto, tables
 from .errors import ApiError
-from .patches import JSON_PATCH, MERGE_PATCH, STRATEGIC_MERGE_PATCH
+from .patches import APPLY_PATCH, JSON_PATCH, MERGE_PATCH, STRATEGIC_MERGE_PATCH
 from .resources import ALL_VERBS, SUBRESOURCE_VERBS, ResourceType
 from .selectors import FieldSelector, Matcher, make_matcher, parse_field_selector, parse_label_selector
-from .store import ObjectStore, Waiter, WatchEvent
+from .store import FieldValidation, ObjectStore, Waiter, WatchEvent
 
 __all__ = ["ApiServer", "EmulatorHandler", "RequestLog", "RequestRecord", "Route", "parse_path"]
 
@@ -68,7 +74,8 @@ SERVER_VERSION = {
 class Route:
     """What a URL path addresses."""
 
-    kind: str  # "root", "version", "health", "api", "apis", "group", "resources", "object", "unknown"
+    #: "root", "version", "health", "openapi", "api", "apis", "group", "resources", "object", "unknown"
+    kind: str
     group: str | None = None
     version: str | None = None
     plural: str | None = None
@@ -90,6 +97,11 @@ def parse_path(path: str) -> Route:
         return Route("version")
     if parts[0] in ("healthz", "livez", "readyz"):
         return Route("health")
+    if parts[0] == "openapi":
+        # /openapi/v2, /openapi/v3, /openapi/v3/api/v1, /openapi/v3/apis/{group}/{version}
+        return Route(
+            "openapi", version=parts[1] if len(parts) > 1 else None, name="/".join(parts[2:]) or None
+        )
     if parts[0] == "api":
         if len(parts) == 1:
             return Route("api")
@@ -143,6 +155,8 @@ class RequestRecord:
     body: Any = None
     status: int = 0
     reason: str | None = None
+    #: The ``Warning`` headers of the response (``unknown field "spec.x"`` under fieldValidation=Warn).
+    warnings: list[str] = field(default_factory=list)
     intercepted: bool = False  # served by a kmock reaction injected by a test
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
@@ -287,12 +301,78 @@ class RequestLog(Sequence[RequestRecord]):
         """Requests answered with 5xx (should always be empty)."""
         return [record for record in self if record.status >= 500]
 
+    def warned(self) -> list[RequestRecord]:
+        """Requests answered with ``Warning`` headers (fields a real server would drop, too)."""
+        return [record for record in self if record.warnings]
+
 
 # ---------------------------------------------------------------------------------- the API
 
 
-def _json(data: Any, status: int = 200) -> aiohttp.web.Response:
-    return aiohttp.web.json_response(data, status=status)
+def _json(data: Any, status: int = 200, warnings: Sequence[str] = ()) -> aiohttp.web.Response:
+    response = aiohttp.web.json_response(data, status=status)
+    for warning in warnings:  # as the API server sends them: one header each, code 299
+        response.headers.add("Warning", f"299 - {json.dumps(warning)}")
+    return response
+
+
+def _field_manager(raw: aiohttp.web.BaseRequest, query: Mapping[str, str]) -> str:
+    """``fieldManager``, or the User-Agent's product (``kubectl``, ``kopf``), as the API server does."""
+    manager = query.get("fieldManager")
+    if manager:
+        return manager
+    agent = raw.headers.get("User-Agent", "").split("/")[0].strip()
+    return agent[:128] or "unknown"
+
+
+class _JsonObject(dict[str, Any]):
+    """A JSON object as parsed, with the keys it had more than once (for ``fieldValidation``)."""
+
+    duplicates: list[str]
+
+    @classmethod
+    def of(cls, pairs: list[tuple[str, Any]]) -> _JsonObject:
+        obj = cls()
+        obj.duplicates = []
+        for key, value in pairs:
+            if key in obj and key not in obj.duplicates:
+                obj.duplicates.append(key)
+            obj[key] = value
+        return obj
+
+
+def _plain(value: Any, path: str, duplicates: list[str]) -> Any:
+    """Plain dicts again, collecting the duplicate fields by path (``spec.levels[0].level``)."""
+    if isinstance(value, dict):
+        for key in getattr(value, "duplicates", ()):
+            duplicates.append(f"{path}.{key}" if path else key)
+        return {k: _plain(v, f"{path}.{k}" if path else k, duplicates) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v, f"{path}[{i}]", duplicates) for i, v in enumerate(value)]
+    return value
+
+
+AGGREGATED_DISCOVERY = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
+
+
+def _wants_aggregated(accept: str | None) -> bool:
+    """Whether the client's first choice is the aggregated discovery document (kubectl's is)."""
+    first = (accept or "").split(",")[0]
+    params = dict(p.strip().split("=", 1) for p in first.split(";")[1:] if "=" in p)
+    return params == {"g": "apidiscovery.k8s.io", "v": "v2", "as": "APIGroupDiscoveryList"}
+
+
+_FIELD_VALIDATIONS: dict[str, FieldValidation] = {"Strict": "Strict", "Warn": "Warn", "Ignore": "Ignore"}
+
+
+def _field_validation(query: Mapping[str, str]) -> FieldValidation:
+    """The ``fieldValidation`` of a write; ``Warn`` when absent, as on the API server."""
+    value = query.get("fieldValidation") or "Warn"
+    if value not in _FIELD_VALIDATIONS:
+        raise errors.bad_request(
+            f'fieldValidation: Unsupported value: "{value}": supported values: "Ignore", "Warn", "Strict"'
+        )
+    return _FIELD_VALIDATIONS[value]
 
 
 def _encode_continue(namespace: str | None, name: str, rv: int) -> str:
@@ -344,6 +424,10 @@ class ApiServer:
         self.address = "127.0.0.1:0"
         self._closing = False
         self._watch_waiters: set[Waiter] = set()
+        self._openapi_proto: tuple[dict[str, Any], bytes] | None = None
+        self._openapi_cache: (
+            tuple[tuple[int, ...], list[ResourceType], dict[str, dict[str, Any]], dict[str, Any]] | None
+        ) = None
 
     def close(self) -> None:
         """End all watch streams (used at shutdown)."""
@@ -441,8 +525,125 @@ class ApiServer:
             "resources": resources,
         }
 
+    def _openapi_documents(self) -> dict[str, dict[str, Any]]:
+        """The OpenAPI v3 documents by group-version path, cached until the served types change."""
+        types = self.store.resource_types
+        key = tuple(id(rt) for rt in types)
+        if self._openapi_cache is None or self._openapi_cache[0] != key:
+            by_path: dict[str, list[ResourceType]] = {}
+            for rt in types:
+                by_path.setdefault(openapi.v3_path(rt), []).append(rt)
+            documents = {
+                path: openapi.v3_document(rts, SERVER_VERSION["gitVersion"]) for path, rts in by_path.items()
+            }
+            # The types are kept with the key, so that their ids cannot be reused meanwhile.
+            self._openapi_cache = (
+                key,
+                types,
+                documents,
+                openapi.v2_document(types, SERVER_VERSION["gitVersion"]),
+            )
+        return self._openapi_cache[2]
+
+    def _openapi(self, raw: aiohttp.web.BaseRequest, route: Route) -> aiohttp.web.Response:
+        accept = raw.headers.get("Accept", "")
+        wanted = [t.split(";")[0].strip() for t in accept.split(",")]
+        if (
+            route.version == "v2"
+            and route.name is None
+            and any(t in openapi_proto.MEDIA_TYPES for t in wanted)
+        ):
+            self._openapi_documents()
+            assert self._openapi_cache is not None
+            if self._openapi_proto is None or self._openapi_proto[0] is not self._openapi_cache[3]:
+                self._openapi_proto = (
+                    self._openapi_cache[3],
+                    openapi_proto.encode_document(self._openapi_cache[3]),
+                )
+            return aiohttp.web.Response(
+                body=self._openapi_proto[1], content_type=openapi_proto.MEDIA_TYPES[1]
+            )
+        if accept and not any(
+            t.split(";")[0].strip() in ("application/json", "*/*", "application/*") for t in accept.split(",")
+        ):
+            raise ApiError(
+                406, "NotAcceptable", "only the following media types are accepted: application/json"
+            )
+        documents = self._openapi_documents()
+        assert self._openapi_cache is not None
+        if route.version == "v2" and route.name is None:
+            return _json(self._openapi_cache[3])
+        if route.version == "v3" and route.name is None:
+            return _json(openapi.v3_discovery(documents))
+        if route.version == "v3" and route.name in documents:
+            document = documents[route.name]
+            headers = {"Etag": f'"{openapi.document_hash(document)}"'}
+            if raw.query.get("hash") == openapi.document_hash(document):
+                headers["Cache-Control"] = "public, immutable"
+            else:
+                headers["Cache-Control"] = "no-cache, private"
+            return aiohttp.web.json_response(document, headers=headers)
+        raise errors.endpoint_not_found()
+
+    def aggregated_discovery(self, *, core: bool) -> dict[str, Any]:
+        """``apidiscovery.k8s.io/v2`` ``APIGroupDiscoveryList`` of ``/api`` (core) or ``/apis``: all
+        groups, versions and resources in one document, as kubectl 1.31 asks for them first."""
+        items = []
+        for group, versions in sorted(self._group_versions().items()):
+            if (group == "") != core:
+                continue
+            preferred = self._preferred(versions)
+            ordered = [preferred, *sorted(v for v in versions if v != preferred)]
+            entries = []
+            for version in ordered:
+                resources = []
+                for rt in sorted(versions[version], key=lambda r: r.plural):
+                    kind = {"group": rt.group, "version": rt.version, "kind": rt.kind}
+                    entry: dict[str, Any] = {
+                        "resource": rt.plural,
+                        "responseKind": kind,
+                        "scope": "Namespaced" if rt.namespaced else "Cluster",
+                        "singularResource": rt.singular,
+                        "verbs": list(ALL_VERBS),
+                    }
+                    if rt.short_names:
+                        entry["shortNames"] = list(rt.short_names)
+                    if rt.categories:
+                        entry["categories"] = list(rt.categories)
+                    subresources = []
+                    if rt.status_subresource:
+                        subresources.append(
+                            {"subresource": "status", "responseKind": kind, "verbs": list(SUBRESOURCE_VERBS)}
+                        )
+                    if rt.scale is not None:
+                        scale = {"group": "autoscaling", "version": "v1", "kind": "Scale"}
+                        subresources.append(
+                            {"subresource": "scale", "responseKind": scale, "verbs": list(SUBRESOURCE_VERBS)}
+                        )
+                    if subresources:
+                        entry["subresources"] = subresources
+                    resources.append(entry)
+                entries.append({"version": version, "resources": resources, "freshness": "Current"})
+            items.append({"metadata": {"name": group, "creationTimestamp": None}, "versions": entries})
+        return {
+            "kind": "APIGroupDiscoveryList",
+            "apiVersion": "apidiscovery.k8s.io/v2",
+            "metadata": {},
+            "items": items,
+        }
+
     def root_paths(self) -> dict[str, Any]:
-        paths = {"/api", "/api/v1", "/apis", "/version", "/healthz", "/livez", "/readyz"}
+        paths = {
+            "/api",
+            "/api/v1",
+            "/apis",
+            "/version",
+            "/healthz",
+            "/livez",
+            "/readyz",
+            "/openapi/v2",
+            "/openapi/v3",
+        }
         for group, versions in self._group_versions().items():
             if group:
                 paths.add(f"/apis/{group}")
@@ -453,7 +654,7 @@ class ApiServer:
 
     @staticmethod
     def classify(method: str, route: Route, query: Mapping[str, str]) -> str:
-        if route.kind in ("api", "apis", "group", "resources", "root", "version"):
+        if route.kind in ("api", "apis", "group", "resources", "root", "version", "openapi"):
             return "discovery" if method == "GET" else "other"
         if route.kind != "object":
             return "other"
@@ -487,9 +688,16 @@ class ApiServer:
             return aiohttp.web.Response(text="ok")
         if route.kind == "root":
             return _json(self.root_paths())
+        if route.kind == "openapi":
+            if raw.method != "GET":
+                raise errors.method_not_allowed()
+            return self._openapi(raw, route)
         if route.kind in ("api", "apis", "group", "resources"):
             if raw.method != "GET":
                 raise errors.method_not_allowed()
+            if route.kind in ("api", "apis") and _wants_aggregated(raw.headers.get("Accept")):
+                body = json.dumps(self.aggregated_discovery(core=route.kind == "api")).encode()
+                return aiohttp.web.Response(body=body, headers={"Content-Type": AGGREGATED_DISCOVERY})
             return _json(self.discovery(route))
         if route.kind != "object" or route.group is None or route.version is None or route.plural is None:
             raise errors.endpoint_not_found()
@@ -516,42 +724,89 @@ class ApiServer:
         name = route.name or ""
         ns = route.namespace if rt.namespaced else None
 
+        as_table = tables.wants_table(raw.headers.get("Accept"))
         if verb == "get":
             if route.subresource == "scale":
                 return _json(self.store.get_scale(rt, ns, name))
-            return _json(self.store.get(rt, ns, name))
+            obj = self.store.get(rt, ns, name)
+            if as_table:
+                meta = {"resourceVersion": obj["metadata"].get("resourceVersion", "")}
+                return _json(
+                    tables.table(rt, [obj], metadata=meta, include_object=query.get("includeObject"))
+                )
+            return _json(obj)
         if verb == "list":
-            return _json(self._list(rt, ns, query))
+            listed = self._list(rt, ns, query)
+            if as_table:
+                return _json(
+                    tables.table(
+                        rt,
+                        listed["items"],
+                        metadata=listed["metadata"],
+                        include_object=query.get("includeObject"),
+                    )
+                )
+            return _json(listed)
         if verb == "watch":
             return await self._watch(raw, record, rt, namespace=ns, name=route.name, query=query)
+        field_validation = _field_validation(query)
+        manager = _field_manager(raw, query)
+        warnings = record.warnings
         if verb == "create":
-            obj = self._parse_body(body, raw.content_type)
+            obj, duplicates = self._parse_body(body, raw.content_type)
             if not isinstance(obj, dict):
                 raise errors.bad_request("the body of the request must be a JSON object")
-            return _json(self.store.create(rt, obj, ns, dry_run=dry_run), status=201)
+            created = self.store.create(
+                rt,
+                obj,
+                ns,
+                dry_run=dry_run,
+                field_validation=field_validation,
+                warnings=warnings,
+                manager=manager,
+                duplicates=duplicates,
+            )
+            return _json(created, status=201, warnings=warnings)
         if verb == "update":
-            obj = self._parse_body(body, raw.content_type)
+            obj, duplicates = self._parse_body(body, raw.content_type)
             if route.subresource == "scale":
-                return _json(self.store.update_scale(rt, ns, name, obj, dry_run=dry_run))
+                return _json(self.store.update_scale(rt, ns, name, obj, dry_run=dry_run, manager=manager))
             if not isinstance(obj, dict):
                 raise errors.bad_request("the body of the request must be a JSON object")
-            return _json(self.store.update(rt, obj, ns, name, subresource=route.subresource, dry_run=dry_run))
+            updated = self.store.update(
+                rt,
+                obj,
+                ns,
+                name,
+                subresource=route.subresource,
+                dry_run=dry_run,
+                field_validation=field_validation,
+                warnings=warnings,
+                manager=manager,
+                duplicates=duplicates,
+            )
+            return _json(updated, warnings=warnings)
         if verb == "patch":
             content_type = raw.content_type
-            if content_type not in (JSON_PATCH, MERGE_PATCH, STRATEGIC_MERGE_PATCH):
+            if content_type not in (JSON_PATCH, MERGE_PATCH, STRATEGIC_MERGE_PATCH, APPLY_PATCH):
                 raise errors.unsupported_media_type(content_type)
-            patch = self._parse_json(body)
-            return _json(
-                self.store.patch(
-                    rt,
-                    ns,
-                    name,
-                    patch,
-                    patch_type=content_type,
-                    subresource=route.subresource,
-                    dry_run=dry_run,
-                )
+            patch = self._parse_yaml(body) if content_type == APPLY_PATCH else self._parse_json(body)
+            force = query.get("force") in ("true", "1")
+            existed = self.store.try_get(rt, ns, name) is not None
+            patched = self.store.patch(
+                rt,
+                ns,
+                name,
+                patch,
+                patch_type=content_type,
+                subresource=route.subresource,
+                dry_run=dry_run,
+                field_validation=field_validation,
+                warnings=warnings,
+                manager=manager,
+                force=force,
             )
+            return _json(patched, status=200 if existed else 201, warnings=warnings)
         if verb == "delete":
             options = self._parse_json(body) if body.strip() else {}
             options = options if isinstance(options, dict) else {}
@@ -589,13 +844,21 @@ class ApiServer:
         raise errors.method_not_allowed()
 
     @staticmethod
+    def _parse_yaml(body: bytes) -> Any:
+        try:
+            return yaml.safe_load(body.decode("utf-8")) if body.strip() else None
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
+            raise errors.bad_request(f"error decoding YAML: {e}") from None
+
+    @staticmethod
     def _parse_json(body: bytes) -> Any:
         try:
             return json.loads(body.decode("utf-8") or "null")
         except (ValueError, UnicodeDecodeError) as e:
             raise errors.bad_request(f"couldn't get version/kind; json parse error: {e}") from None
 
-    def _parse_body(self, body: bytes, content_type: str) -> Any:
+    def _parse_body(self, body: bytes, content_type: str) -> tuple[Any, list[str]]:
+        """The object of a create or update, and its duplicate fields (``spec.targetLevel``)."""
         if content_type and content_type not in (
             "application/json",
             "application/octet-stream",
@@ -604,7 +867,12 @@ class ApiServer:
             raise errors.unsupported_media_type(content_type)
         if not body.strip():
             raise errors.bad_request("the body of the request is empty")
-        return self._parse_json(body)
+        try:
+            parsed = json.loads(body.decode("utf-8"), object_pairs_hook=_JsonObject.of)
+        except (ValueError, UnicodeDecodeError) as e:
+            raise errors.bad_request(f"couldn't get version/kind; json parse error: {e}") from None
+        duplicates: list[str] = []
+        return _plain(parsed, "", duplicates), duplicates
 
     def _list(self, rt: ResourceType, namespace: str | None, query: Mapping[str, str]) -> dict[str, Any]:
         labels = parse_label_selector(query.get("labelSelector"))
@@ -652,6 +920,7 @@ class ApiServer:
     ) -> aiohttp.web.StreamResponse:
         labels = parse_label_selector(query.get("labelSelector"))
         fields = parse_field_selector(query.get("fieldSelector"), rt.field_labels)
+        as_table = tables.wants_table(raw.headers.get("Accept"))
         if name is not None:
             fields = FieldSelector((*fields.terms, ("metadata.name", "=", name)))
         matcher = make_matcher(namespace, labels, fields)
@@ -680,7 +949,22 @@ class ApiServer:
             await response.prepare(raw)
             record.status = response.status
 
+            headers_sent = False
+
             async def send(event_type: str, obj: Mapping[str, Any]) -> None:
+                nonlocal headers_sent
+                if as_table:  # each event carries a one-row Table; the columns come with the first only
+                    rows = [] if event_type in ("BOOKMARK", "ERROR") else [obj]
+                    meta = {"resourceVersion": (obj.get("metadata") or {}).get("resourceVersion", "")}
+                    if event_type != "ERROR":
+                        obj = tables.table(
+                            rt,
+                            rows,
+                            metadata=meta,
+                            include_object=query.get("includeObject"),
+                            headers=not headers_sent,
+                        )
+                        headers_sent = True
                 line = json.dumps({"type": event_type, "object": obj}, separators=(",", ":"))
                 await response.write(line.encode("utf-8") + b"\n")
 

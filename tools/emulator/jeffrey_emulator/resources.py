@@ -68,6 +68,8 @@ class ResourceType:
     #: Extra field-selector labels beyond ``metadata.name`` & ``metadata.namespace``.
     field_labels: tuple[str, ...] = ()
     custom: bool = False
+    #: A CRD version's ``additionalPrinterColumns`` (the columns of ``kubectl get``, see :mod:`.tables`).
+    printer_columns: tuple[Mapping[str, Any], ...] = field(default=(), compare=False, hash=False)
 
     @property
     def api_version(self) -> str:
@@ -298,6 +300,13 @@ def resources_from_crd(crd: Mapping[str, Any]) -> list[ResourceType]:
                 storage_version=storage_version,
                 list_kind=names.get("listKind") or f"{kind}List",
                 custom=True,
+                printer_columns=tuple(
+                    copy.deepcopy(c)
+                    for c in version.get("additionalPrinterColumns")
+                    or spec.get("additionalPrinterColumns")
+                    or ()
+                    if isinstance(c, Mapping)
+                ),
             )
         )
     return result

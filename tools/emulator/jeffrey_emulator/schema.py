@@ -10,11 +10,14 @@ A subset of what kube-apiserver does with a CRD's ``openAPIV3Schema``, in the sa
 * validation of ``type`` (incl. ``nullable`` and ``x-kubernetes-int-or-string``), ``required``,
   ``enum``, ``pattern``, ``minLength``/``maxLength``, ``minimum``/``maximum`` (+ exclusive),
   ``multipleOf``, ``minItems``/``maxItems``, ``uniqueItems``, ``minProperties``/``maxProperties``,
-  ``x-kubernetes-list-type: set|map``, ``allOf``/``anyOf``/``oneOf``/``not``.
+  ``x-kubernetes-list-type: set|map``, ``allOf``/``anyOf``/``oneOf``/``not``;
+* CEL ``x-kubernetes-validations`` with a real CEL implementation (see :mod:`.cel`), with
+  ``oldSelf`` bound on updates (transition rules);
+* the unknown fields of a value (:func:`unknown_fields`), for ``fieldValidation``, against a CRD's
+  structural schema or a built-in definition with ``$ref``s.
 
-Not implemented: ``format`` checks, validation ratcheting, and CEL ``x-kubernetes-validations`` —
-except one recognised idiom, uniqueness of list items by a field:
-``self.all(x, self.exists_one(y, y.name == x.name))``. Other CEL rules are ignored.
+Not implemented: ``format`` checks. Validation ratcheting is the store's (it drops the errors at
+values an update leaves unchanged).
 """
 
 from __future__ import annotations
@@ -26,9 +29,10 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
+from . import cel
 from .errors import FieldError
 
-__all__ = ["apply_defaults", "prune", "validate"]
+__all__ = ["apply_defaults", "prune", "resolve", "unknown_fields", "validate"]
 
 Schema = Mapping[str, Any]
 
@@ -152,59 +156,48 @@ def _compile(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern)
 
 
-_UNIQUE_BY_FIELD = re.compile(
-    r"^\s*self\.all\(\s*(\w+)\s*,\s*self\.exists_one\(\s*(\w+)\s*,\s*(\w+)\.(\w+)\s*==\s*(\w+)\.(\w+)\s*\)\s*\)\s*$"
-)
-_UNIQUE_ITEMS = re.compile(
-    r"^\s*self\.all\(\s*(\w+)\s*,\s*self\.exists_one\(\s*(\w+)\s*,\s*(\w+)\s*==\s*(\w+)\s*\)\s*\)\s*$"
-)
-
-
-def _cel_unique_key(rule: str) -> tuple[bool, str | None] | None:
-    """Recognise ``self.all(x, self.exists_one(y, y.f == x.f))``: (True, "f"); or None."""
-    match = _UNIQUE_BY_FIELD.match(rule)
-    if match:
-        x, y, a, fa, b, fb = match.groups()
-        if {a, b} == {x, y} and fa == fb:
-            return True, fa
-        return None
-    match = _UNIQUE_ITEMS.match(rule)
-    if match:
-        x, y, a, b = match.groups()
-        if {a, b} == {x, y}:
-            return True, None
-    return None
-
-
 def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True)
 
 
-def _validate_cel(value: Any, schema: Schema, path: str, errors: list[FieldError]) -> None:
-    for rule in schema.get("x-kubernetes-validations") or []:
-        recognised = _cel_unique_key(str(rule.get("rule", "")))
-        if recognised is None or not isinstance(value, list):
-            continue  # unknown CEL rules are not evaluated (see the module docstring)
-        _, key = recognised
-        seen: set[str] = set()
-        for item in value:
-            ident = _canonical(item.get(key) if isinstance(item, dict) and key else item)
-            if ident in seen:
-                message = rule.get("message") or f"failed rule: {rule.get('rule')}"
-                errors.append(FieldError(path, "Invalid", schema.get("type", "array"), message))
-                break
-            seen.add(ident)
+_NO_OLD: Any = object()
 
 
-def validate(value: Any, schema: Schema | None, path: str = "") -> list[FieldError]:
-    """All the schema violations of a value, with apiserver-like field paths and messages."""
+def validate(value: Any, schema: Schema | None, path: str = "", *, old: Any = _NO_OLD) -> list[FieldError]:
+    """All the schema violations of a value, with apiserver-like field paths and messages.
+
+    ``old``: the previous object on updates, for CEL transition rules (``oldSelf``).
+    """
     errors: list[FieldError] = []
     if schema is not None:
-        _validate(value, schema, path, errors, root=True)
+        _validate(value, schema, path, errors, root=True, old=old)
     return errors
 
 
-def _validate(value: Any, schema: Schema, path: str, errors: list[FieldError], *, root: bool = False) -> None:
+def _old_item(old: Any, value: list[Any], index: int, schema: Schema) -> Any:
+    """The previous version of a list item: correlated by key in map lists, else none (as the
+    API server correlates for transition rules)."""
+    if not isinstance(old, list) or schema.get("x-kubernetes-list-type") != "map":
+        return _NO_OLD
+    keys = schema.get("x-kubernetes-list-map-keys") or []
+    item = value[index]
+    if not isinstance(item, dict):
+        return _NO_OLD
+    for candidate in old:
+        if isinstance(candidate, dict) and all(candidate.get(k) == item.get(k) for k in keys):
+            return candidate
+    return _NO_OLD
+
+
+def _validate(
+    value: Any,
+    schema: Schema,
+    path: str,
+    errors: list[FieldError],
+    *,
+    root: bool = False,
+    old: Any = _NO_OLD,
+) -> None:
     shown = path or "<root>"
     if value is None:
         if schema.get("nullable") or not schema.get("type"):
@@ -328,7 +321,7 @@ def _validate(value: Any, schema: Schema, path: str, errors: list[FieldError], *
         items = schema.get("items")
         if isinstance(items, Mapping):
             for index, item in enumerate(value):
-                _validate(item, items, f"{path}[{index}]", errors)
+                _validate(item, items, f"{path}[{index}]", errors, old=_old_item(old, value, index, schema))
 
     if isinstance(value, dict):
         for key in schema.get("required") or []:
@@ -352,13 +345,14 @@ def _validate(value: Any, schema: Schema, path: str, errors: list[FieldError], *
         for key, item in value.items():
             if root and key in ("apiVersion", "kind", "metadata"):
                 continue  # validated by the generic machinery, not by the schema
+            previous = old[key] if isinstance(old, dict) and key in old else _NO_OLD
             if key in properties:
-                _validate(item, properties[key], _child(path, key), errors)
+                _validate(item, properties[key], _child(path, key), errors, old=previous)
             elif isinstance(additional, Mapping):
-                _validate(item, additional, _child(path, key), errors)
+                _validate(item, additional, _child(path, key), errors, old=previous)
 
     for sub in schema.get("allOf") or []:
-        _validate(value, sub, path, errors)
+        _validate(value, sub, path, errors, old=old)
     if schema.get("anyOf") and not any(not validate(value, sub, path) for sub in schema["anyOf"]):
         errors.append(
             FieldError(path, "Invalid", value, f"{shown} in body must validate at least one schema (anyOf)")
@@ -376,4 +370,101 @@ def _validate(value: Any, schema: Schema, path: str, errors: list[FieldError], *
             FieldError(path, "Invalid", value, f"{shown} in body must not validate the schema (not)")
         )
 
-    _validate_cel(value, schema, path, errors)
+    errors.extend(cel.evaluate_rules(value, old, schema, path, has_old=old is not _NO_OLD))
+
+
+# -------------------------------------------------------------------------------- unknown fields
+
+
+def resolve(schema: Schema, definitions: Mapping[str, Schema]) -> Schema:
+    """Follow a ``$ref`` (v2 ``#/definitions/`` or v3 ``#/components/schemas/``) and ``allOf: [ref]``."""
+    seen = 0
+    while seen < 32:
+        seen += 1
+        ref = schema.get("$ref")
+        if not isinstance(ref, str):
+            all_of = schema.get("allOf")
+            if isinstance(all_of, list) and len(all_of) == 1 and isinstance(all_of[0], Mapping):
+                ref = all_of[0].get("$ref")
+            if not isinstance(ref, str):
+                return schema
+        target = definitions.get(ref.rsplit("/", 1)[-1])
+        if target is None:
+            return {}
+        schema = target
+    return schema
+
+
+def unknown_fields(
+    value: Any,
+    schema: Schema | None,
+    *,
+    definitions: Mapping[str, Schema] | None = None,
+    metadata: Schema | None = None,
+    path: str = "",
+) -> list[str]:
+    """The fields of ``value`` the schema does not declare, as the API server names them in
+    ``strict decoding error: unknown field "spec.targetLvel"`` (``spec.levels[0].modulez``).
+
+    Works for structural schemas of custom resources (honouring
+    ``x-kubernetes-preserve-unknown-fields``, ``additionalProperties`` and embedded resources)
+    and for built-in definitions with ``$ref``s (``definitions``). ``metadata``: the schema the
+    root's ``metadata`` is checked against (ObjectMeta), since a CRD's schema leaves it open.
+    """
+    if schema is None:
+        return []
+    defs = definitions or {}
+    found: list[str] = []
+    # A built-in definition's ``type: object`` without properties is opaque (FieldsV1, JSON);
+    # in a structural schema of a CRD it is an object without fields.
+    structural = "x-kubernetes-group-version-kind" not in schema
+    _unknown(value, schema, defs, metadata, path, found, root=True, structural=structural)
+    return found
+
+
+def _unknown(  # noqa: PLR0917 -- one recursive walk, its state passed along
+    value: Any,
+    schema: Schema,
+    defs: Mapping[str, Schema],
+    metadata: Schema | None,
+    path: str,
+    found: list[str],
+    *,
+    root: bool = False,
+    structural: bool = True,
+) -> None:
+    if "$ref" in schema or "allOf" in schema:
+        structural = False
+    schema = resolve(schema, defs)
+    if _preserves(schema):
+        return
+    if isinstance(value, dict):
+        properties: Mapping[str, Any] = schema.get("properties") or {}
+        additional = schema.get("additionalProperties")
+        embedded = bool(schema.get("x-kubernetes-embedded-resource"))
+        if not properties and additional is None and (not structural or schema.get("type") != "object"):
+            return  # an untyped or opaque value (RawExtension, FieldsV1, JSON): anything goes
+        for key, item in value.items():
+            child = _child(path, key)
+            if (root or embedded) and key in ("apiVersion", "kind"):
+                continue
+            if (root or embedded) and key == "metadata":
+                target = metadata if metadata is not None else properties.get("metadata")
+                if isinstance(target, Mapping):
+                    _unknown(
+                        item, target, defs, None, child, found, structural=metadata is None and structural
+                    )
+                continue
+            if key in properties:
+                _unknown(item, properties[key], defs, None, child, found, structural=structural)
+            elif isinstance(additional, Mapping):
+                _unknown(item, additional, defs, None, child, found, structural=structural)
+            elif additional is True:
+                continue
+            else:
+                found.append(child)
+    elif isinstance(value, list):
+        items = schema.get("items")
+        if isinstance(items, Mapping):
+            for index, item in enumerate(value):
+                _unknown(item, items, defs, None, f"{path}[{index}]", found, structural=structural)

@@ -62,7 +62,7 @@ class Emulator:
         history_size: int = 1000,
         bookmark_interval: float = 10.0,
         max_watch_seconds: float | None = None,
-        auto_namespaces: bool = True,
+        auto_namespaces: bool = False,
         namespaces: Iterable[str] = ("default",),
         prune_unknown_fields: bool = True,
         garbage_collection: bool = True,
@@ -240,6 +240,10 @@ class Emulator:
         if rt.status_subresource and "status" in obj:
             result = self.store.set_status(rt, ns, meta["name"], obj["status"])
         return result
+
+    def ensure_namespace(self, name: str) -> Body:
+        """Create the Namespace unless it exists (writes into a missing namespace answer 404)."""
+        return self.store.ensure_namespace(name)
 
     def get(self, ref: ResourceRef, namespace: str | None, name: str) -> Body:
         return self.store.get(ref, namespace, name)

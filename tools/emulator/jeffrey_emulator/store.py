@@ -25,14 +25,14 @@ import re
 import secrets
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from kmock import ObjectsArray
 from kmock import resource as kmock_resource
 
-from . import errors, patches, schema
+from . import cel, errors, managed, openapi, patches, schema
 from .errors import ApiError, FieldError
 from .resources import (
     BUILTIN_RESOURCES,
@@ -58,6 +58,8 @@ from .selectors import (
 __all__ = ["ObjectStore", "ResourceRef", "WatchEvent", "now_rfc3339"]
 
 ResourceRef = ResourceType | str
+#: ``fieldValidation`` of a write: what to do with fields the schema does not declare.
+FieldValidation = Literal["Strict", "Warn", "Ignore"]
 GroupResource = tuple[str, str]
 Body = dict[str, Any]
 
@@ -66,6 +68,7 @@ _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 _LABEL_KEY_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
 _GENERATE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+_MAX_ANNOTATIONS_BYTES = 256 * 1024  # apimachinery's TotalAnnotationSizeLimitB
 
 #: metadata fields that only the server sets (copied from the stored object on every update).
 _SERVER_METADATA = (
@@ -165,12 +168,15 @@ class ObjectStore:
         objects: ObjectsArray | None = None,
         history_size: int = 1000,
         max_object_versions: int = 50,
-        auto_namespaces: bool = True,
+        auto_namespaces: bool = False,
         namespaces: Iterable[str] = ("default",),
         prune_unknown_fields: bool = True,
         garbage_collection: bool = True,
+        managed_fields: bool = True,
     ) -> None:
         self._lock = threading.RLock()
+        #: Track ``metadata.managedFields`` for writes that name a field manager (the HTTP API).
+        self.managed_fields = managed_fields
         self._rv = 0
         self._types: dict[tuple[str, str, str], ResourceType] = {}
         self._live: dict[GroupResource, dict[tuple[str | None, str], Body]] = {}
@@ -475,6 +481,18 @@ class ObjectStore:
                             "and end with an alphanumeric character",
                         )
                     )
+        annotations = meta.get("annotations")
+        if isinstance(annotations, dict):
+            size = sum(len(k) + len(v) for k, v in annotations.items() if isinstance(v, str))
+            if size > _MAX_ANNOTATIONS_BYTES:  # why big CRDs need server-side apply (no last-applied)
+                problems.append(
+                    FieldError(
+                        "metadata.annotations",
+                        "TooLong",
+                        None,
+                        f"must have at most {_MAX_ANNOTATIONS_BYTES} bytes",
+                    )
+                )
         finalizers = meta.get("finalizers")
         if finalizers is not None and (
             not isinstance(finalizers, list) or not all(isinstance(f, str) for f in finalizers)
@@ -482,7 +500,17 @@ class ObjectStore:
             raise errors.bad_request("metadata.finalizers: expected a list of strings")
         return problems
 
+    def ensure_namespace(self, namespace: str) -> Body:
+        """The Namespace object, created first if absent (``kubectl create namespace``, idempotent)."""
+        with self._lock:
+            current = self._live[NAMESPACES.storage_key].get((None, namespace))
+            if current is None:
+                return self.create(NAMESPACES, {"metadata": {"name": namespace}})
+            return self._convert(current, NAMESPACES)
+
     def _ensure_namespace(self, namespace: str) -> None:
+        """Writes into a namespace need the Namespace: 404 ``namespaces "x" not found`` as on a
+        real server (or, with ``auto_namespaces=True``, create it, as older emulators did)."""
         current = self._live[NAMESPACES.storage_key].get((None, namespace))
         if current is None:
             if not self.auto_namespaces:
@@ -509,6 +537,11 @@ class ObjectStore:
             status = obj.setdefault("status", {})
             if isinstance(status, dict) and "phase" not in status:
                 status["phase"] = "Terminating" if _meta(obj).get("deletionTimestamp") else "Active"
+            # As the API server: the name label (selectable by namespaceSelector) and the finalizer.
+            meta = obj.setdefault("metadata", {})
+            meta.setdefault("labels", {})["kubernetes.io/metadata.name"] = meta.get("name", "")
+            if isinstance(obj.setdefault("spec", {}), dict):
+                obj["spec"].setdefault("finalizers", ["kubernetes"])
         elif rt.storage_key == DEPLOYMENTS.storage_key:
             problems.extend(self._prepare_deployment(obj, old))
         elif rt.storage_key == CRDS.storage_key:
@@ -527,10 +560,19 @@ class ObjectStore:
         spec.setdefault("replicas", 1)
         spec.setdefault("revisionHistoryLimit", 10)
         spec.setdefault("progressDeadlineSeconds", 600)
-        spec.setdefault(
-            "strategy",
-            {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}},
-        )
+        template = spec.get("template")
+        if isinstance(template, dict) and isinstance(template.get("spec"), dict):
+            _default_pod_spec(template["spec"])
+        strategy = spec.get("strategy")
+        if not isinstance(strategy, dict):
+            strategy = spec["strategy"] = {}
+        strategy.setdefault("type", "RollingUpdate")  # also inside `strategy: {}`, as the API server
+        if strategy["type"] == "RollingUpdate":
+            rolling = strategy.get("rollingUpdate")
+            if not isinstance(rolling, dict):
+                rolling = strategy["rollingUpdate"] = {}
+            rolling.setdefault("maxUnavailable", "25%")
+            rolling.setdefault("maxSurge", "25%")
         replicas = spec.get("replicas")
         if not isinstance(replicas, int) or isinstance(replicas, bool):
             raise errors.bad_request(
@@ -588,6 +630,12 @@ class ObjectStore:
             resources = resources_from_crd(obj)
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             return [FieldError("spec", "Invalid", None, str(e))]
+        problems: builtins.list[FieldError] = []
+        for index, version in enumerate(spec.get("versions") or []):
+            root = ((version or {}).get("schema") or {}).get("openAPIV3Schema")
+            problems.extend(_cel_compile_errors(root, f"spec.versions[{index}].schema.openAPIV3Schema"))
+        if problems:
+            return problems
         stamp = now_rfc3339()
         accepted = dict(names)
         accepted.setdefault("singular", names.get("kind", "").lower())
@@ -615,20 +663,165 @@ class ObjectStore:
         obj["status"] = {"acceptedNames": accepted, "conditions": conditions, "storedVersions": stored}
         return []
 
-    def _apply_schema(self, rt: ResourceType, obj: Body) -> builtins.list[FieldError]:
+    def _apply_schema(
+        self, rt: ResourceType, obj: Body, old: Body | None = None
+    ) -> builtins.list[FieldError]:
         if rt.schema is None:
             return []
         pruned = schema.prune(obj, rt.schema) if self.prune_unknown_fields else copy.deepcopy(obj)
         schema.apply_defaults(pruned, rt.schema)
         obj.clear()
         obj.update(pruned)
-        return schema.validate(obj, rt.schema)
+        if old is None:
+            return schema.validate(obj, rt.schema)
+        # Validation ratcheting (on by default since 1.30): an update may keep a value that has
+        # become invalid (a stricter CRD); only what it changes must be valid.
+        problems = schema.validate(obj, rt.schema, old=old)
+        return [p for p in problems if not _unchanged(p.field, obj, old)]
 
     def _generation_part(self, rt: ResourceType, obj: Mapping[str, Any]) -> Any:
         if rt.generation == "spec":
             return obj.get("spec")
         skip = {"metadata", "apiVersion", "kind"} | ({"status"} if rt.status_subresource else set())
         return {k: v for k, v in obj.items() if k not in skip}
+
+    def shape(self, rt: ResourceType) -> managed.Shape:
+        """How field management sees the objects of ``rt`` (its schema, ObjectMeta for metadata)."""
+        definitions = openapi.builtin_definitions()
+        if rt.custom:
+            root = dict(rt.schema or {"type": "object", "x-kubernetes-preserve-unknown-fields": True})
+            properties = dict(root.get("properties") or {})
+            properties["metadata"] = {"$ref": f"#/definitions/{openapi.OBJECT_META}"}
+            root["properties"] = properties
+            return managed.Shape(root, definitions)
+        return managed.Shape(definitions.get(openapi.definition_name(rt)), definitions)
+
+    def _track(
+        self,
+        rt: ResourceType,
+        old: Body | None,
+        new: Body,
+        manager: str,
+        subresource: str | None,
+        *,
+        base: Any = None,
+        entry: str | None = None,
+    ) -> builtins.list[Body]:
+        return managed.track_update(
+            base if old is not None else None,
+            old,
+            new,
+            manager=manager,
+            api_version=rt.api_version,
+            subresource=subresource,
+            status_subresource=rt.status_subresource,
+            shape=self.shape(rt),
+            now=now_rfc3339(),
+            entry_subresource=entry,
+        )
+
+    def _server_side_apply(
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        name: str,
+        config: Any,
+        *,
+        manager: str | None,
+        force: bool,
+        subresource: str | None,
+        dry_run: bool,
+        validate: bool,
+        field_validation: FieldValidation,
+        warnings: builtins.list[str] | None,
+    ) -> Body:
+        if not manager:
+            raise _patch_options_invalid("fieldManager", "Required", "is required for apply patch")
+        if not isinstance(config, dict):
+            raise errors.bad_request("error decoding YAML: the apply configuration must be an object")
+        if not config.get("apiVersion") or not config.get("kind"):
+            raise errors.bad_request("couldn't get version/kind; json parse error: Object 'Kind' is missing")
+        self._check_type(rt, config)
+        meta = _meta(config)
+        if meta.get("managedFields") is not None:
+            raise errors.bad_request("metadata.managedFields must be nil")
+        if not meta.get("name"):
+            meta = {**meta, "name": name}
+            config = {**config, "metadata": meta}
+        unknown = self.unknown_fields(rt, config)
+        if unknown and field_validation == "Strict":
+            where = f"{namespace}/{name}" if namespace else name
+            gvk = f"{rt.api_version}, Kind={rt.kind}"
+            fields = ", ".join(f".{u}: field not declared in schema" for u in unknown)
+            raise errors.bad_request(f"failed to create typed patch object ({where}; {gvk}): {fields}")
+        if unknown:
+            if field_validation == "Warn" and warnings is not None:
+                warnings.extend(f'unknown field "{u}"' for u in unknown)
+            config = schema.prune(config, rt.schema) if rt.schema is not None else config
+        with self._lock:
+            current = self._current(rt, namespace, name)
+            live = self._convert(current, rt) if current is not None else None
+            if current is not None:
+                _check_identity(rt, meta, current, namespace, name, name_required=True)
+            elif subresource is not None:
+                raise errors.not_found(rt, name)
+            merged, entries = managed.apply(
+                live,
+                config,
+                manager=manager,
+                api_version=rt.api_version,
+                subresource=subresource,
+                status_subresource=rt.status_subresource,
+                shape=self.shape(rt),
+                force=force,
+                now=now_rfc3339(),
+            )
+            if current is None:
+                merged.setdefault("metadata", {}).pop("resourceVersion", None)
+                return self.create(
+                    rt, merged, namespace, dry_run=dry_run, validate=validate, managed_fields=entries
+                )
+            merged["metadata"]["resourceVersion"] = _meta(current).get("resourceVersion")
+            return self._write(
+                rt, current, merged, subresource, dry_run=dry_run, validate=validate, managed_fields=entries
+            )
+
+    def _check_fields(
+        self,
+        rt: ResourceType,
+        body: Mapping[str, Any],
+        field_validation: FieldValidation,
+        warnings: builtins.list[str] | None,
+        *,
+        patch: bool,
+        duplicates: Sequence[str] = (),
+    ) -> None:
+        """``fieldValidation``: unknown and duplicate fields refused (Strict, 400 as the API
+        server's strict decoder), reported (Warn: one ``Warning`` each) or dropped (Ignore)."""
+        if field_validation == "Ignore":
+            return
+        texts = [f'duplicate field "{field}"' for field in duplicates]
+        texts += [f'unknown field "{field}"' for field in self.unknown_fields(rt, body)]
+        if not texts:
+            return
+        if field_validation == "Strict":
+            message = "strict decoding error: " + ", ".join(texts)
+            if not patch:
+                message = f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: {message}'
+            raise errors.bad_request(message)
+        if warnings is not None:
+            warnings.extend(texts)
+
+    def unknown_fields(self, rt: ResourceType, body: Mapping[str, Any]) -> builtins.list[str]:
+        """The fields of ``body`` the schema of ``rt`` does not declare (``spec.targetLvel``)."""
+        definitions = openapi.builtin_definitions()
+        metadata = definitions[openapi.OBJECT_META]
+        if rt.custom:
+            return schema.unknown_fields(body, rt.schema, definitions=definitions, metadata=metadata)
+        builtin = definitions.get(openapi.definition_name(rt))
+        if builtin is None:
+            return []
+        return schema.unknown_fields(body, builtin, definitions=definitions, metadata=metadata)
 
     def _check_type(self, rt: ResourceType, body: Mapping[str, Any]) -> None:
         api_version = body.get("apiVersion")
@@ -653,8 +846,16 @@ class ObjectStore:
         *,
         dry_run: bool = False,
         validate: bool = True,
+        field_validation: FieldValidation = "Ignore",
+        warnings: builtins.list[str] | None = None,
+        manager: str | None = None,
+        managed_fields: builtins.list[Body] | None = None,
+        duplicates: Sequence[str] = (),
     ) -> Body:
         """Create an object (201 semantics); returns the stored object (a copy).
+
+        ``manager``: the field manager of the write (``managedFields`` are tracked for it);
+        ``managed_fields``: the entries to store as they are (a server-side apply).
 
         ``create(obj)`` infers the resource from ``apiVersion``/``kind``; ``validate=False`` skips
         the schema/built-in validation (defaulting and pruning still happen) for seeding.
@@ -669,6 +870,7 @@ class ObjectStore:
             raise errors.bad_request("the body of the request must be a JSON object")
         with self._lock:
             self._check_type(rt, body)
+            self._check_fields(rt, body, field_validation, warnings, patch=False, duplicates=duplicates)
             obj: Body = copy.deepcopy(dict(body))
             meta = obj.get("metadata")
             if meta is None:
@@ -730,6 +932,12 @@ class ObjectStore:
             if problems and validate:
                 raise errors.invalid(rt, name, problems)
             meta = obj["metadata"]
+            if managed_fields is not None:
+                meta["managedFields"] = managed_fields
+            elif manager is not None and self.managed_fields:
+                meta["managedFields"] = self._track(rt, None, obj, manager, None)
+            if not meta.get("managedFields"):
+                meta.pop("managedFields", None)
             meta["uid"] = str(uuid.uuid4())
             meta["creationTimestamp"] = now_rfc3339()
             if rt.generation != "none":
@@ -756,6 +964,10 @@ class ObjectStore:
         subresource: str | None = None,
         dry_run: bool = False,
         validate: bool = True,
+        field_validation: FieldValidation = "Ignore",
+        warnings: builtins.list[str] | None = None,
+        manager: str | None = None,
+        duplicates: Sequence[str] = (),
     ) -> Body:
         """Replace an object (PUT semantics; ``subresource="status"`` writes only the status)."""
         rt = self.resolve(ref)
@@ -772,8 +984,15 @@ class ObjectStore:
                 raise errors.not_found(rt, name)
             self._check_type(rt, body)
             _check_identity(rt, meta, current, namespace, name, name_required=False)
+            self._check_fields(rt, body, field_validation, warnings, patch=False, duplicates=duplicates)
             return self._write(
-                rt, current, copy.deepcopy(dict(body)), subresource, dry_run=dry_run, validate=validate
+                rt,
+                current,
+                copy.deepcopy(dict(body)),
+                subresource,
+                dry_run=dry_run,
+                validate=validate,
+                manager=manager,
             )
 
     def patch(
@@ -787,26 +1006,52 @@ class ObjectStore:
         subresource: str | None = None,
         dry_run: bool = False,
         validate: bool = True,
+        field_validation: FieldValidation = "Ignore",
+        warnings: builtins.list[str] | None = None,
+        manager: str | None = None,
+        force: bool = False,
     ) -> Body:
-        """Patch an object. ``patch_type``: ``merge``, ``json``, ``strategic`` or a content type."""
+        """Patch an object. ``patch_type``: ``merge``, ``json``, ``strategic``, ``apply`` or a
+        content type (``application/apply-patch+yaml``: server-side apply by ``manager``, which
+        creates the object if absent: see :mod:`.managed`)."""
         rt = self.resolve(ref)
         kind = {
             "merge": patches.MERGE_PATCH,
             "json": patches.JSON_PATCH,
             "strategic": patches.STRATEGIC_MERGE_PATCH,
+            "apply": patches.APPLY_PATCH,
         }.get(patch_type, patch_type)
+        if kind == patches.APPLY_PATCH:
+            return self._server_side_apply(
+                rt,
+                namespace,
+                name,
+                patch,
+                manager=manager,
+                force=force,
+                subresource=subresource,
+                dry_run=dry_run,
+                validate=validate,
+                field_validation=field_validation,
+                warnings=warnings,
+            )
+        if force:
+            raise _patch_options_invalid("force", "Forbidden", "may not be specified for non-apply patch")
         with self._lock:
             current = self._current(rt, namespace, name)
             if current is None:
                 raise errors.not_found(rt, name)
             if subresource == "scale":
-                return self._patch_scale(rt, current, patch, kind, dry_run=dry_run)
+                return self._patch_scale(rt, current, patch, kind, dry_run=dry_run, manager=manager)
             base = self._convert(current, rt)
             patched = self._apply_patch(rt, base, patch, kind)
             if not isinstance(patched, dict):
                 raise errors.bad_request("the patched object must be a JSON object")
             _check_identity(rt, _meta(patched), current, namespace, name, name_required=True)
-            return self._write(rt, current, patched, subresource, dry_run=dry_run, validate=validate)
+            self._check_fields(rt, patched, field_validation, warnings, patch=True)
+            return self._write(
+                rt, current, patched, subresource, dry_run=dry_run, validate=validate, manager=manager
+            )
 
     def _apply_patch(self, rt: ResourceType, base: Body, patch: Any, kind: str) -> Any:
         if kind == patches.JSON_PATCH:
@@ -828,9 +1073,11 @@ class ObjectStore:
         *,
         subresource: str | None = None,
         validate: bool = True,
+        manager: str | None = None,
     ) -> Body:
         """Atomically read-modify-write an object: ``fn`` gets a copy, changes it (or returns a new
-        one). Goes through the same write path as the API (status separation, events, rv)."""
+        one). Goes through the same write path as the API (status separation, events, rv);
+        ``manager``: the field manager it is recorded for in ``managedFields``."""
         rt = self.resolve(ref)
         with self._lock:
             current = self._current(rt, namespace, name)
@@ -839,7 +1086,7 @@ class ObjectStore:
             draft = self._convert(current, rt)
             result = fn(draft)
             new = result if result is not None else draft
-            return self._write(rt, current, new, subresource, validate=validate)
+            return self._write(rt, current, new, subresource, validate=validate, manager=manager)
 
     def set_status(
         self, ref: ResourceRef, namespace: str | None, name: str, status: Mapping[str, Any]
@@ -861,8 +1108,12 @@ class ObjectStore:
         *,
         dry_run: bool = False,
         validate: bool = True,
+        manager: str | None = None,
+        managed_fields: builtins.list[Body] | None = None,
+        managed_as: str | None = None,
     ) -> Body:
         cur_meta = _meta(current)
+        incoming_managed = _meta(incoming).get("managedFields")
         name = cur_meta["name"]
         if subresource == "status":
             if not rt.status_subresource:
@@ -885,6 +1136,8 @@ class ObjectStore:
                 else:
                     new_meta.pop(key, None)
             new_meta.pop("managedFields", None)
+            if "managedFields" in cur_meta:
+                new_meta["managedFields"] = copy.deepcopy(cur_meta["managedFields"])
             if rt.status_subresource and rt.storage_key != NAMESPACES.storage_key:
                 if "status" in current:
                     new["status"] = copy.deepcopy(current["status"])
@@ -910,13 +1163,26 @@ class ObjectStore:
                 raise errors.invalid(rt, name, problems)
         new["apiVersion"] = current.get("apiVersion", rt.api_version)
         new["kind"] = rt.kind
-        problems = self._builtin_prepare(rt, new, current) + self._apply_schema(rt, new)
+        problems = self._builtin_prepare(rt, new, current) + self._apply_schema(rt, new, current)
         if problems and validate:
             raise errors.invalid(rt, name, problems)
         if rt.generation != "none" and self._generation_part(rt, new) != self._generation_part(rt, current):
             new["metadata"]["generation"] = int(cur_meta.get("generation") or 0) + 1
         if not new["metadata"].get("finalizers"):
             new["metadata"].pop("finalizers", None)
+        if managed_fields is not None or (manager is not None and self.managed_fields):
+            base = cur_meta.get("managedFields")
+            if isinstance(incoming_managed, list) and incoming_managed and incoming_managed != base:
+                # A client may replace the entries (``[{}]`` clears them), as on a real server.
+                base = [e for e in incoming_managed if isinstance(e, dict) and e]
+            if managed_fields is not None:
+                entries = managed_fields
+            else:
+                assert manager is not None
+                entries = self._track(rt, current, new, manager, subresource, base=base, entry=managed_as)
+            new["metadata"]["managedFields"] = entries
+            if not entries:
+                new["metadata"].pop("managedFields", None)
         if new == current:
             return self._convert(current, rt)  # a no-op: no new resourceVersion, no watch event
         if dry_run:
@@ -1133,7 +1399,14 @@ class ObjectStore:
             return self.scale_of(rt, current)
 
     def update_scale(
-        self, ref: ResourceRef, namespace: str | None, name: str, scale: Any, *, dry_run: bool = False
+        self,
+        ref: ResourceRef,
+        namespace: str | None,
+        name: str,
+        scale: Any,
+        *,
+        dry_run: bool = False,
+        manager: str | None = None,
     ) -> Body:
         rt = self.resolve(ref)
         if rt.scale is None:
@@ -1142,15 +1415,19 @@ class ObjectStore:
             current = self._current(rt, namespace, name)
             if current is None:
                 raise errors.not_found(rt, name)
-            return self._set_scale(rt, current, scale, dry_run=dry_run)
+            return self._set_scale(rt, current, scale, dry_run=dry_run, manager=manager)
 
-    def _patch_scale(self, rt: ResourceType, current: Body, patch: Any, kind: str, *, dry_run: bool) -> Body:
+    def _patch_scale(
+        self, rt: ResourceType, current: Body, patch: Any, kind: str, *, dry_run: bool, manager: str | None
+    ) -> Body:
         if rt.scale is None:
             raise errors.endpoint_not_found()
         scale = self._apply_patch(rt, self.scale_of(rt, current), patch, kind)
-        return self._set_scale(rt, current, scale, dry_run=dry_run)
+        return self._set_scale(rt, current, scale, dry_run=dry_run, manager=manager)
 
-    def _set_scale(self, rt: ResourceType, current: Body, scale: Any, *, dry_run: bool) -> Body:
+    def _set_scale(
+        self, rt: ResourceType, current: Body, scale: Any, *, dry_run: bool, manager: str | None = None
+    ) -> Body:
         assert rt.scale is not None
         if not isinstance(scale, dict):
             raise errors.bad_request("the body of the request must be a JSON object")
@@ -1167,8 +1444,85 @@ class ObjectStore:
             )
         new = copy.deepcopy(current)
         _set_path(new, rt.scale.spec_replicas_path, replicas)
-        result = self._write(rt, current, new, None, dry_run=dry_run)
+        # The scale writer owns the replicas (``subresource: scale``): an HPA's or ``kubectl scale``'s
+        # replicas conflict with a later apply of another value, as on a cluster.
+        result = self._write(rt, current, new, None, dry_run=dry_run, manager=manager, managed_as="scale")
         return self.scale_of(rt, result)
+
+
+_PATH_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def _unchanged(field_path: str, new: Any, old: Any) -> bool:
+    """Whether the value at a field path (``spec.levels[0].modules``) exists, equal, in both."""
+    a, b = new, old
+    for name, index in _PATH_PART.findall(field_path):
+        if name:
+            if not (isinstance(a, dict) and isinstance(b, dict) and name in a and name in b):
+                return False
+            a, b = a[name], b[name]
+        else:
+            i = int(index)
+            if not (isinstance(a, list) and isinstance(b, list) and i < len(a) and i < len(b)):
+                return False
+            a, b = a[i], b[i]
+    return bool(field_path) and patches.json_equal(a, b)
+
+
+def _default_pod_spec(pod: Body) -> None:
+    """The API server's defaults of a pod template that show in ``kubectl get -o yaml`` (and in
+    the diffs of GitOps tools): restart and DNS policy, grace period, and per container the pull
+    policy (``Always`` for ``:latest`` or no tag), termination message and port protocol."""
+    pod.setdefault("restartPolicy", "Always")
+    pod.setdefault("terminationGracePeriodSeconds", 30)
+    pod.setdefault("dnsPolicy", "ClusterFirst")
+    pod.setdefault("securityContext", {})
+    pod.setdefault("schedulerName", "default-scheduler")
+    for key in ("containers", "initContainers"):
+        for container in pod.get(key) or []:
+            if not isinstance(container, dict):
+                continue
+            image = str(container.get("image") or "")
+            tag = image.rsplit("/", 1)[-1].partition("@")[0].partition(":")[2]
+            latest = "@" not in image and tag in ("", "latest")
+            container.setdefault("imagePullPolicy", "Always" if latest else "IfNotPresent")
+            container.setdefault("terminationMessagePath", "/dev/termination-log")
+            container.setdefault("terminationMessagePolicy", "File")
+            container.setdefault("resources", {})
+            for port in container.get("ports") or []:
+                if isinstance(port, dict):
+                    port.setdefault("protocol", "TCP")
+
+
+def _patch_options_invalid(field_name: str, kind: str, detail: str) -> ApiError:
+    error = FieldError(field_name, kind, None, detail)
+    return ApiError(
+        422,
+        "Invalid",
+        f'PatchOptions.meta.k8s.io "" is invalid: {error}',
+        {"group": "meta.k8s.io", "kind": "PatchOptions", "causes": [error.cause()]},
+    )
+
+
+def _cel_compile_errors(node: Any, path: str) -> builtins.list[FieldError]:
+    """CEL rules of a CRD schema that do not compile (the API server refuses such a CRD)."""
+    if not isinstance(node, Mapping):
+        return []
+    problems: builtins.list[FieldError] = []
+    for index, rule in enumerate(node.get("x-kubernetes-validations") or []):
+        if not isinstance(rule, Mapping):
+            continue
+        for key in ("rule", "messageExpression"):
+            if key in rule:
+                error = cel.compile_error(str(rule[key]))
+                if error is not None:
+                    field_path = f"{path}.x-kubernetes-validations[{index}].{key}"
+                    problems.append(FieldError(field_path, "Invalid", rule[key], error))
+    for key, child in (node.get("properties") or {}).items():
+        problems.extend(_cel_compile_errors(child, f"{path}.properties[{key}]"))
+    for key in ("items", "additionalProperties"):
+        problems.extend(_cel_compile_errors(node.get(key), f"{path}.{key}"))
+    return problems
 
 
 def _check_identity(

@@ -18,6 +18,11 @@ It shows the climb to PRODUCTION live, then makes a PRODUCTION module flood the 
 (``POST /fault {"kind": "flood"}``) and shows the rollback to CORE with its reason, and ends with
 a summary. ``--non-interactive``: plain lines, exit code 0 when the climb and the rollback happened
 as expected. Every process it started is stopped, by PID, even on Ctrl-C or a failure.
+
+``--keep`` (``make playground``): the same system, kept running until Ctrl-C or SIGTERM, with no
+scripted fault; it prints first the lines to paste into another terminal (``KUBECONFIG``,
+``kubectl get ji -A -w``, ``jeffreyctl status -w``, the fault endpoint, Prometheus and Redis), and
+its operator watches every namespace. See docs/playground.md.
 """
 
 from __future__ import annotations
@@ -120,15 +125,19 @@ class PlaygroundOptions:
     stable_hold: float = 2.0
     #: Keep the working directory (logs, kubeconfig) after a successful run.
     keep_workdir: bool = False
+    #: ``--keep``: run the whole system until Ctrl-C/SIGTERM (no scripted fault, no summary); the
+    #: operator watches every namespace.
+    keep: bool = False
     #: Port of the web dashboard (``jeffreyctl dashboard``, served in-process); any free port
     #: when this one is taken.
     dashboard_port: int = 3100
 
     @classmethod
-    def detect(cls, non_interactive: bool, speed: float) -> PlaygroundOptions:
+    def detect(cls, non_interactive: bool, speed: float, keep: bool = False) -> PlaygroundOptions:
         return cls(
             non_interactive=non_interactive,
             speed=speed,
+            keep=keep,
             prometheus=find_binary("prometheus", "JEFFREY_PROMETHEUS_BIN"),
             redis=find_binary("redis-server", "REDIS_SERVER"),
             alertmanager=find_binary("prometheus-alertmanager", "JEFFREY_ALERTMANAGER_BIN"),
@@ -273,6 +282,8 @@ class Display:
         self.started = time.monotonic()
         self._log: list[str] = []
         self._last_frame = 0.0
+        #: When not None, :meth:`say` collects its lines here (printed later by :meth:`release`).
+        self.held: list[str] | None = None
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
@@ -287,8 +298,17 @@ class Display:
 
     def say(self, text: str) -> None:
         """Unstamped text, shown in both modes."""
+        if self.held is not None:
+            self.held.append(text.rstrip("\n"))
+            return
         self.out.write(text.rstrip("\n") + "\n")
         self.out.flush()
+
+    def release(self) -> None:
+        """Print what :meth:`say` held back, and stop holding."""
+        held, self.held = self.held or [], None
+        for text in held:
+            self.say(text)
 
     def frame(self, body: Mapping[str, Any] | None, header: str, *, force: bool = False) -> None:
         if not self.live or body is None:
@@ -386,7 +406,7 @@ class Playground:
     def __init__(self, options: PlaygroundOptions, out: TextIO) -> None:
         self.options = options
         self.out = out
-        live = not options.non_interactive and out.isatty()
+        live = not options.non_interactive and not options.keep and out.isatty()
         self.display = Display(out, live=live)
         self.outcome = Outcome(expected_reason="GateBreach" if options.prometheus else "ModuleUnready")
         self.processes: list[ManagedProcess] = []
@@ -400,6 +420,7 @@ class Playground:
         self.alertmanager_url: str | None = None
         self.crashed: set[str] = set()
         self.seen_seq = 0
+        self.seen: dict[tuple[str, str], int] = {}  # --keep: transitions reported, per integration
         self.kubeconfig: Path | None = None
         self.gates: _ClosableGates | None = None
         self.dashboard: Any = None  # BackgroundDashboard
@@ -488,9 +509,10 @@ class Playground:
         from jeffrey_operator.runtime.app import BackgroundOperator, build_context
         from jeffrey_operator.runtime.settings import OperatorSettings
 
+        # --keep: every namespace, so what a user creates anywhere is reconciled as on a cluster.
         settings = OperatorSettings(
-            namespaces=(NAMESPACE,),
-            all_namespaces=False,
+            namespaces=() if self.options.keep else (NAMESPACE,),
+            all_namespaces=self.options.keep,
             health_port=0,
             metrics_port=0,
             redis_url=self.redis_url or "",
@@ -610,10 +632,106 @@ class Playground:
                 )
             time.sleep(0.2)
 
+    # ---------------------------------------------------------------------------------- keep
+    def paste_lines(self) -> list[str]:
+        """What to paste into another terminal to watch and poke the kept playground."""
+        assert self.fleet is not None
+        # Without Prometheus no gate would see a flood: a crash (the pod stays unready) instead.
+        fault, what = ("flood", "floods the bus") if self.prometheus_url else ("crash", "crashes")
+        lines = [f"export KUBECONFIG={self.kubeconfig}"]
+        kubectl = REPOSITORY / ".tools" / "bin" / "kubectl"
+        if kubectl.exists():  # the real kubectl of `make deps` (a `kubectl` on PATH may be another tool)
+            lines.append(f"export PATH={kubectl.parent}:$PATH")
+        lines += [
+            "kubectl get ji -A -w",
+            f"jeffreyctl status {NAME} -w",
+            f'curl -XPOST {self.fleet.url(self.options.fault_module)}/fault -d \'{{"kind": "{fault}"}}\''
+            f"   # fault: {self.options.fault_module} {what}; " + '\'{"kind": "none"}\' heals it',
+            f"# Prometheus UI: {self.prometheus_url}"
+            if self.prometheus_url
+            else "# Prometheus: not installed",
+            f"# Redis: {self.redis_url}" if self.redis_url else "# Redis: not installed",
+        ]
+        if self.dashboard_url:
+            lines.append(f"# Dashboard: {self.dashboard_url}")
+        return lines
+
+    def report_all(self) -> None:
+        """--keep: the transitions of every JeffreyIntegration, in every namespace."""
+        from jeffrey_operator.core.models import GROUP, PLURAL, VERSION
+
+        for body in self.emulator.list(f"{GROUP}/{VERSION}/{PLURAL}"):
+            meta = body.get("metadata") or {}
+            key = (str(meta.get("namespace", "")), str(meta.get("name", "")))
+            status = _status(body)
+            for t in status.transitions:
+                if t.seq <= self.seen.get(key, 0):
+                    continue
+                self.seen[key] = t.seq
+                level = t.to_level.value if t.to_level else "-"
+                self.display.line(
+                    f"{key[0]}/{key[1]}: {t.phase.value:<12} current {level:<10} {t.reason}: {t.message}"
+                )
+
+    def keep(self) -> int:
+        """``--keep``: the whole system until Ctrl-C or SIGTERM; first the lines to paste."""
+        o = self.options
+        d = self.display
+        d.held = []
+        spec = demo_spec(speed=o.speed, prometheus_url=None)
+        modules = _modules(spec)
+        try:
+            with _operator_logs(self.workdir / "operator.log"), _sigterm_as_interrupt():
+                d.say("What is real and what is emulated:")
+                self.start_parts(modules)
+                spec = demo_spec(speed=o.speed, prometheus_url=self.prometheus_url)
+                from jeffrey_emulator import deployment_manifest
+
+                for module in modules:
+                    self.emulator.create(deployment_manifest(module, NAMESPACE, replicas=0))
+                self.start_operator()
+                self.start_dashboard()
+                held, d.held = d.held, None
+                d.say("Jeffrey OS playground, kept running until Ctrl-C. Paste into another terminal:")
+                for line in self.paste_lines():
+                    d.say(f"  {line}")
+                d.say("")
+                d.held = held
+                d.release()
+                d.say(
+                    f"Created JeffreyIntegration {NAMESPACE}/{NAME} (targetLevel PRODUCTION). The operator "
+                    "watches every namespace: kubectl create namespace / deployment / a JeffreyIntegration "
+                    "there are reconciled as on a cluster. Ctrl-C or SIGTERM stops everything."
+                )
+                self.emulator.create(
+                    {
+                        "apiVersion": "jeffreyos.io/v1alpha1",
+                        "kind": "JeffreyIntegration",
+                        "metadata": {"name": NAME, "namespace": NAMESPACE},
+                        "spec": spec,
+                    }
+                )
+                while True:
+                    self.sync_pods()
+                    self.report_all()
+                    time.sleep(0.2)
+        except KeyboardInterrupt:
+            d.release()
+            d.say("\nstopping everything the playground started")
+            self.cleanup(keep_logs=False)
+            return 0
+        except Exception as exc:
+            d.release()
+            d.say(f"PROBLEM: {type(exc).__name__}: {exc}")
+            self.cleanup(keep_logs=True)
+            return 1
+
     # ---------------------------------------------------------------------------------- story
     def run(self) -> int:
         o = self.options
         d = self.display
+        if o.keep:
+            return self.keep()
         d.say("Jeffrey OS playground: the operator on one machine, without a cluster.")
         d.say("What is real and what is emulated:")
         started = time.monotonic()
@@ -874,6 +992,7 @@ def run(options: PlaygroundOptions, out: TextIO | None = None) -> int:
     return Playground(options, out or sys.stdout).run()
 
 
-def main(non_interactive: bool, speed: float) -> int:
-    """``jeffrey-operator playground``; the exit code (0: climbed and rolled back as expected)."""
-    return run(PlaygroundOptions.detect(non_interactive, speed))
+def main(non_interactive: bool, speed: float, keep: bool = False) -> int:
+    """``jeffrey-operator playground``; the exit code (0: climbed and rolled back as expected;
+    with ``keep``: 0 when stopped by Ctrl-C or SIGTERM)."""
+    return run(PlaygroundOptions.detect(non_interactive, speed, keep))
