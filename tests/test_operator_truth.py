@@ -7,13 +7,13 @@ import json
 import logging
 import os
 import pathlib
-import shutil
 import subprocess
 import time
 from typing import Any
 
 import pytest
 
+from emulator_fixtures import require_kubectl
 from jeffrey_emulator import deployment_manifest
 from jeffrey_operator.adapters.prometheus.client import PrometheusClient, RetryPolicy
 from jeffrey_operator.adapters.prometheus.gates import PrometheusGates
@@ -267,13 +267,8 @@ def test_a_state_store_condition_from_before_the_store_was_disabled_is_removed(c
 
 @pytest.fixture(name="kubectl")
 def kubectl_fixture(cluster: Cluster, tmp_path: Any) -> Any:
-    local = pathlib.Path(__file__).resolve().parent.parent / ".tools" / "bin" / "kubectl"
-    binary = str(local) if os.access(local, os.X_OK) else shutil.which("kubectl")
-    if binary is None:
-        message = "kubectl is not installed (.tools/bin/kubectl or PATH)"
-        if os.environ.get("JEFFREY_REQUIRE_ALL") == "1":
-            pytest.fail(message + " and JEFFREY_REQUIRE_ALL=1")
-        pytest.skip(message)
+    # The real kubectl 1.31 (never whatever `kubectl` is on PATH): one lookup for every test.
+    binary = require_kubectl()
     kubeconfig = cluster.emu.write_kubeconfig(tmp_path / "kubeconfig")
     path = f"{pathlib.Path(binary).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     env = {**os.environ, "KUBECONFIG": str(kubeconfig), "PATH": path}
