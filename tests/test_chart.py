@@ -283,6 +283,28 @@ def test_operator_args_default(helm: str) -> None:
     assert "JEFFREY_REDIS_URL" not in env and "JEFFREY_REDIS_PASSWORD" not in env
 
 
+def test_egress_allow_list_and_default_sinks_reach_the_operator(helm: str) -> None:
+    from jeffrey_operator.runtime.settings import OperatorSettings, env_defaults
+
+    container = operator_container(
+        render(
+            "default",
+            "egress.allow={*.svc.cluster.local,10.0.0.0/8,hooks.slack.com}",
+            "notifications.defaults[0].name=platform",
+            "notifications.defaults[0].alertmanager.url=http://am.monitoring.svc.cluster.local:9093",
+        )
+    )
+    env = env_of(container)
+    assert "JEFFREY_EGRESS_ALLOW" not in env_of(operator_container(render()))
+    plain = {k: v["value"] for k, v in env.items() if "value" in v}
+    # What the chart renders is what the operator's own settings parser accepts.
+    settings = OperatorSettings(**env_defaults({**plain, "POD_NAMESPACE": NAMESPACE}))  # type: ignore[arg-type]
+    assert settings.egress_allow == ("*.svc.cluster.local", "10.0.0.0/8", "hooks.slack.com")
+    assert [(s.name, s.kind) for s in settings.default_notifications] == [("platform", "alertmanager")]
+    assert settings.egress_policy.refusal("http://169.254.169.254/") is not None
+    assert "egress" in render_error("egress.allow[0]=two words")
+
+
 def test_image_digest_wins_over_the_tag(helm: str) -> None:
     digest = "sha256:" + "a" * 64
     container = operator_container(render("default", f"image.digest={digest}", "image.tag=9.9.9"))

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import doctest
+import json
 
 import pytest
 
 from jeffrey_operator.core import egress
 from jeffrey_operator.core.egress import EGRESS_REFUSED, EgressPolicy, EgressPolicyError, redirect_allowed
+from jeffrey_operator.runtime.cli import _parser, main, settings_from_args
+from jeffrey_operator.runtime.settings import OperatorSettings, SettingsError
 
 OPEN = EgressPolicy()  # the default: any host, link-local and metadata refused
 NAMES = EgressPolicy.parse(["prometheus.monitoring", "*.svc.cluster.local", "hooks.slack.com"])
@@ -180,3 +183,87 @@ def test_parse_keeps_entries_and_skips_blanks() -> None:
 )
 def test_redirects_stay_on_the_same_origin(src: str, dst: str, allowed: bool) -> None:
     assert redirect_allowed(src, dst) is allowed
+
+
+# ------------------------------------------------------------------------- settings and flags
+
+WEBHOOK_DEFAULT = json.dumps(
+    [
+        {
+            "name": "platform",
+            "webhook": {"url": "http://hooks.example/", "secretRef": {"name": "s", "key": "k"}},
+        }
+    ]
+)
+
+
+def run_settings(*argv: str, env: dict[str, str] | None = None) -> OperatorSettings:
+    return settings_from_args(_parser().parse_args(["run", *argv]), env or {})
+
+
+def test_the_allow_list_from_flags_and_environment() -> None:
+    s = run_settings("--egress-allow", "*.svc.cluster.local", "--egress-allow", "10.0.0.0/8,hooks.slack.com")
+    assert s.egress_allow == ("*.svc.cluster.local", "10.0.0.0/8", "hooks.slack.com")
+    assert s.egress_policy.refusal("https://hooks.slack.com/services/x") is None
+    assert s.egress_policy.refusal("https://evil.example/", ["93.184.216.34"]) is not None
+    s = run_settings(env={"JEFFREY_EGRESS_ALLOW": "a.example, b.example"})
+    assert s.egress_allow == ("a.example", "b.example")
+    assert run_settings().egress_policy.allows_any_host
+
+
+def test_default_sinks_from_flags_and_environment() -> None:
+    s = run_settings("--default-notifications", WEBHOOK_DEFAULT, env={"POD_NAMESPACE": "jeffrey-system"})
+    assert [(d.name, d.kind) for d in s.default_notifications] == [("platform", "webhook")]
+    assert s.operator_namespace == "jeffrey-system"
+    s = run_settings(env={"JEFFREY_DEFAULT_NOTIFICATIONS": WEBHOOK_DEFAULT, "POD_NAMESPACE": "ops"})
+    assert s.default_notifications[0].webhook is not None
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "message"),
+    [
+        (["--egress-allow", "http://x"], {}, "neither a host name"),
+        ([], {"JEFFREY_EGRESS_ALLOW": "*"}, "leave the allow-list empty"),
+        (["--default-notifications", "{not json"], {}, "not a valid list of sinks"),
+        (["--default-notifications", '[{"name": "x"}]'], {}, "exactly one of alertmanager, webhook, slack"),
+        (["--default-notifications", WEBHOOK_DEFAULT], {}, "set POD_NAMESPACE"),
+        (  # what Helm renders from a bare `on:` in values.yaml
+            [
+                "--default-notifications",
+                '[{"name": "m", "true": ["RolledBack"], "alertmanager": {"url": "http://a"}}]',
+            ],
+            {},
+            'write "on": quoted in YAML',
+        ),
+        (
+            [
+                "--default-notifications",
+                '[{"name": "m", "alertmanager": {"url": "http://169.254.169.254/"}}]',
+            ],
+            {},
+            "default notification m: http://169.254.169.254/ is refused",
+        ),
+        (
+            [
+                "--egress-allow",
+                "*.svc",
+                "--default-notifications",
+                '[{"name": "m", "alertmanager": {"url": "http://am.other/"}}]',
+            ],
+            {},
+            "not in the operator's egress allow-list",
+        ),
+    ],
+)
+def test_bad_egress_and_default_sink_settings_are_one_clear_line(
+    argv: list[str], env: dict[str, str], message: str
+) -> None:
+    with pytest.raises(SettingsError, match=message):
+        run_settings(*argv, env=env)
+
+
+def test_bad_egress_flag_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["run", "--egress-allow", "not a host"])
+    assert exc.value.code == 2
+    assert "egress allow entry 'not a host'" in capsys.readouterr().err

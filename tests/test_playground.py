@@ -172,6 +172,10 @@ def test_non_interactive_run_climbs_rolls_back_and_summarises() -> None:
         out,
     )
     assert "$ jeffreyctl status jeffrey" in out and "PHASE     RolledBack (RolledBack" in out
+    if "real      Alertmanager (" in out:  # installed: the rollback reached a real Alertmanager
+        assert re.search(
+            r"NOTIFIED: Alertmanager holds JeffreyIntegrationRolledBack \(namespace=\S+, name=jeffrey", out
+        )
     # The web dashboard was served all along, and shows what jeffreyctl shows.
     assert re.search(
         r"real      the dashboard \(jeffreyctl dashboard, in this process\): open http://127", out

@@ -46,6 +46,9 @@ _INTEGRATION = ("namespace", "name")
 CHECK_RUN_RESULTS = (CheckResult.PASS, CheckResult.FAIL, CheckResult.INCONCLUSIVE, CheckResult.INVALID)
 #: The gate results counted by ``jeffrey_gate_evaluations_total`` (inactive gates are not).
 COUNTED_RESULTS = tuple(r for r in GateResult if r is not GateResult.INACTIVE)
+#: The label values of ``jeffrey_notifications_total`` (every pair is born at 0).
+NOTIFICATION_SINKS = ("alertmanager", "webhook", "slack")
+NOTIFICATION_RESULTS = ("delivered", "failed", "refused")
 #: The ``reason`` label values of ``jeffrey_prometheus_errors_total``.
 PROMETHEUS_ERROR_REASONS = ("unreachable", "timeout", "server_error", "circuit_open", "bad_query")
 
@@ -158,6 +161,13 @@ class OperatorTelemetry:
             ("verb", "resource"),
             registry=r,
         )
+        self.notifications = Counter(
+            "jeffrey_notifications",
+            "Notification deliveries by sink kind (alertmanager, webhook, slack) and result "
+            "(delivered, failed, refused by the egress policy).",
+            ("sink", "result"),
+            registry=r,
+        )
         self._lock = threading.Lock()
         #: (namespace, name) -> every (metric, label values) written for that integration.
         self._owned: dict[tuple[str, str], set[tuple[MetricWrapperBase, tuple[str, ...]]]] = {}
@@ -179,6 +189,9 @@ class OperatorTelemetry:
         """The process-wide children (no integration label), at 0 from start-up."""
         for reason in PROMETHEUS_ERROR_REASONS:
             self.prometheus_errors.labels(reason)
+        for sink in NOTIFICATION_SINKS:
+            for result in NOTIFICATION_RESULTS:
+                self.notifications.labels(sink, result)
 
     # ------------------------------------------------------------------------------ helpers
     def _child(self, metric: MetricWrapperBase, namespace: str, name: str, *rest: str) -> Any:
@@ -294,3 +307,7 @@ class OperatorTelemetry:
     def record_api_write(self, verb: str, resource: str) -> None:
         """``verb``: create, patch, update, delete; ``resource``: e.g. deployments, jeffreyintegrations."""
         self.api_writes.labels(verb, resource).inc()
+
+    def record_notification(self, sink: str, result: str) -> None:
+        """``sink``: alertmanager, webhook, slack; ``result``: delivered, failed, refused."""
+        self.notifications.labels(sink, result).inc()

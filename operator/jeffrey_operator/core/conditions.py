@@ -21,6 +21,7 @@ DEGRADED = "Degraded"
 GATES_HEALTHY = "GatesHealthy"
 METRICS_AVAILABLE = "MetricsAvailable"
 STATE_STORE_AVAILABLE = "StateStoreAvailable"
+NOTIFICATIONS_DELIVERED = "NotificationsDelivered"
 CHECKS_HEALTHY = "ChecksHealthy"
 
 CONDITION_TYPES = (
@@ -31,6 +32,7 @@ CONDITION_TYPES = (
     GATES_HEALTHY,
     METRICS_AVAILABLE,
     STATE_STORE_AVAILABLE,
+    NOTIFICATIONS_DELIVERED,
     CHECKS_HEALTHY,
 )
 
@@ -77,6 +79,10 @@ PROMETHEUS_AVAILABLE = "PrometheusAvailable"
 STATE_STORE_UNAVAILABLE = "StateStoreUnavailable"
 STATE_STORE_SYNCED = "StateStoreSynced"
 STATE_STORE_DISABLED = "StateStoreDisabled"
+# Notifications (docs/notifications.md)
+NOTIFICATIONS_UP_TO_DATE = "NotificationsUpToDate"
+NOTIFICATION_FAILING = "NotificationFailing"
+NOTIFICATION_REFUSED = "NotificationRefused"
 # Level checks (spec.checks)
 WAITING_FOR_CHECKS = "WaitingForChecks"
 CHECK_STARTED = "CheckStarted"

@@ -43,6 +43,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from jeffrey_operator.core.checks import check_urls
+from jeffrey_operator.core.models import JeffreyIntegrationSpec
 from jeffrey_operator.core.validation import Problem
 
 __all__ = [
@@ -52,6 +54,8 @@ __all__ = [
     "EgressPolicyError",
     "Refusal",
     "redirect_allowed",
+    "spec_urls",
+    "url_problems",
 ]
 
 #: The Invalid reason (condition and Event) of a spec whose URL the policy refuses.
@@ -262,3 +266,23 @@ def _is_label(label: str) -> bool:
         and label[-1] != "-"
         and all(ch.isascii() and (ch.isalnum() or ch in "-_") for ch in label)
     )
+
+
+def spec_urls(spec: JeffreyIntegrationSpec) -> list[tuple[str, str]]:
+    """Every URL in a spec the operator would send requests to, as ``(field, url)``. The
+    Prometheus URL counts only when gates use it (its default names no host of this cluster)."""
+    out = []
+    if spec.gates or spec.default_gates:
+        out.append(("spec.analysis.prometheus.url", spec.analysis.prometheus.url))
+    out.extend(check_urls(spec))
+    for i, sink in enumerate(spec.notifications):
+        if sink.alertmanager is not None:
+            out.append((f"spec.notifications[{i}].alertmanager.url", sink.alertmanager.url))
+        if sink.webhook is not None:
+            out.append((f"spec.notifications[{i}].webhook.url", sink.webhook.url))
+    return out
+
+
+def url_problems(spec: JeffreyIntegrationSpec, policy: EgressPolicy) -> list[Problem]:
+    """The spec's URLs the policy refuses as written (the adapters check resolved addresses)."""
+    return [p for f, url in spec_urls(spec) if (p := policy.check(url, f)) is not None]

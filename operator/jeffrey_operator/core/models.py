@@ -255,6 +255,108 @@ class BusSpec(_Model):
     max_rate: int = Field(1000, ge=1, le=10_000_000, description="Bus rate limit in messages per second.")
 
 
+class NotifyEvent(enum.StrEnum):
+    """What a notification sink is told about (docs/notifications.md)."""
+
+    ROLLED_BACK = "RolledBack"  # a rollback to CORE began
+    TARGET_REACHED = "TargetReached"  # stable at the target level
+    INVALID = "Invalid"  # the spec cannot be acted on
+    STALLED = "Stalled"  # the climb held (outage, failing check) longer than stalledAfter
+    RECOVERED = "Recovered"  # stable at the target again after a rollback or Invalid
+
+
+DEFAULT_NOTIFY_ON = (NotifyEvent.ROLLED_BACK, NotifyEvent.INVALID, NotifyEvent.STALLED)
+
+
+class AlertmanagerSink(_Model):
+    """Post alerts to Alertmanager's ``/api/v2/alerts``; resolved when healthy again."""
+
+    url: str = Field(
+        pattern=r"^https?://.+", max_length=2048, description="Base URL of Alertmanager (…:9093)."
+    )
+    bearer_token_secret_ref: SecretKeyRef | None = Field(
+        None, description="Bearer token from a Secret in the resource's namespace."
+    )
+
+
+class WebhookSink(_Model):
+    """POST a JSON payload signed with HMAC-SHA256 (header ``X-Jeffrey-Signature-256``)."""
+
+    url: str = Field(pattern=r"^https?://.+", max_length=2048, description="Where the payload is POSTed.")
+    secret_ref: SecretKeyRef = Field(description="The HMAC key, from a Secret in the resource's namespace.")
+
+
+class SlackSink(_Model):
+    """A Slack incoming webhook; its URL is a credential, so it comes from a Secret."""
+
+    url_secret_ref: SecretKeyRef = Field(
+        description="The incoming-webhook URL, from a Secret in the resource's namespace."
+    )
+
+
+_ONE_SINK = "(has(self.alertmanager) ? 1 : 0) + (has(self.webhook) ? 1 : 0) + (has(self.slack) ? 1 : 0) == 1"
+
+
+class NotificationSpec(_Model):
+    """One notification sink: exactly one of alertmanager, webhook, slack."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {"rule": _ONE_SINK, "message": "set exactly one of alertmanager, webhook, slack"}
+            ]
+        }
+    )
+
+    name: str = Field(min_length=1, max_length=63, pattern=DNS1123_LABEL)
+    on: list[NotifyEvent] = Field(
+        default_factory=lambda: list(DEFAULT_NOTIFY_ON),
+        min_length=1,
+        max_length=5,
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+        description="RolledBack, TargetReached, Invalid, Stalled, Recovered "
+        "(default RolledBack, Invalid, Stalled).",
+    )
+    alertmanager: AlertmanagerSink | None = None
+    webhook: WebhookSink | None = None
+    slack: SlackSink | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one_sink(self) -> NotificationSpec:
+        if sum(x is not None for x in (self.alertmanager, self.webhook, self.slack)) != 1:
+            raise ValueError("set exactly one of alertmanager, webhook, slack")
+        return self
+
+    @property
+    def kind(self) -> str:
+        """alertmanager, webhook or slack."""
+        return "alertmanager" if self.alertmanager else "webhook" if self.webhook else "slack"
+
+
+def _unique_names(items: list[NotificationSpec]) -> list[NotificationSpec]:
+    names = [n.name for n in items]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"notification names must be unique: {', '.join(duplicates)}")
+    return items
+
+
+Notifications = Annotated[
+    list[NotificationSpec],
+    Field(
+        max_length=20,
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.all(x, self.exists_one(y, y.name == x.name))",
+                    "message": "notification names must be unique",
+                }
+            ]
+        },
+    ),
+    AfterValidator(_unique_names),
+]
+
 # ------------------------------------------------------------------------------------- checks spec
 
 
@@ -407,6 +509,12 @@ class JeffreyIntegrationSpec(_Model):
     default_gate_thresholds: DefaultGateOverrides = Field(default_factory=DefaultGateOverrides)
     gates: list[GateSpec] = Field(default_factory=list, max_length=50)
     bus: BusSpec = Field(default_factory=BusSpec)
+    notifications: Notifications = Field(
+        default_factory=list, description="Who is told when the ladder moves (docs/notifications.md)."
+    )
+    stalled_after: Duration = Field(
+        "10m", description="A climb held by an outage or a failing check this long is Stalled."
+    )
     checks: list[CheckSpec] = Field(
         default_factory=list, max_length=20, description="Job and HTTP checks of levels (docs/checks.md)."
     )
@@ -531,6 +639,17 @@ class Transition(_StatusModel):
     message: str = ""
 
 
+class SinkDelivery(_StatusModel):
+    """How far one notification sink got: the last notification delivered to it."""
+
+    name: str
+    #: The transition ``seq`` of the last notification delivered (0: none yet).
+    seq: int = 0
+    #: Its event (RolledBack, …): several notifications may share a seq.
+    event: str = ""
+    time: str = ""
+
+
 class JeffreyIntegrationStatus(_StatusModel):
     """Observed state. The engine derives every decision from spec + this + what it observes now."""
 
@@ -558,6 +677,8 @@ class JeffreyIntegrationStatus(_StatusModel):
     last_retry_token: str = ""
     transitions: list[Transition] = Field(default_factory=list)
     transition_seq: int = 0
+    #: Per notification sink, the last notification delivered (written by the delivery worker only).
+    notifications: list[SinkDelivery] = Field(default_factory=list)
 
 
 class JeffreyIntegration(_Model):

@@ -280,6 +280,8 @@ class Telemetry(Protocol):
 
     def record_prometheus_error(self, reason: str) -> None: ...
 
+    def record_notification(self, sink: str, result: str) -> None: ...
+
 
 class NoTelemetry:
     """Counts nothing (the default of adapters built without an operator around them)."""
@@ -302,4 +304,7 @@ class NoTelemetry:
         return None
 
     def record_prometheus_error(self, reason: str) -> None:
+        return None
+
+    def record_notification(self, sink: str, result: str) -> None:
         return None

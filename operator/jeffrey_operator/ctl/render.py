@@ -261,6 +261,9 @@ def render_view(view: StatusView, now: datetime.datetime, *, all_gates: bool = F
     if view.conditions:
         conds = " ".join(f"{c.get('type')}={c.get('status')}" for c in view.conditions)
         lines.append(f"CONDITIONS     {conds}")
+    notify = next((c for c in view.conditions if c.get("type") == "NotificationsDelivered"), None)
+    if notify is not None and notify.get("status") == "False":  # who is not being told, and why
+        lines.append(f"NOTIFICATIONS  {notify.get('reason')}: {notify.get('message')}")
     return "\n".join(lines) + "\n"
 
 

@@ -15,7 +15,9 @@ from typing import Any
 
 import kopf
 
+from jeffrey_operator.adapters.egress import EgressGuard
 from jeffrey_operator.adapters.kube import DeploymentWatch, Kube, KubeError
+from jeffrey_operator.adapters.notify import Senders
 from jeffrey_operator.adapters.telemetry import OperatorTelemetry
 from jeffrey_operator.core.models import INTEGRATION_LABEL
 from jeffrey_operator.core.ports import (
@@ -29,6 +31,7 @@ from jeffrey_operator.core.ports import (
 )
 from jeffrey_operator.runtime.health import Health, serve_health
 from jeffrey_operator.runtime.leader import LeaderElector
+from jeffrey_operator.runtime.notifications import Notifier, NotifierPort
 from jeffrey_operator.runtime.reconciler import OperatorContext, reconcile
 from jeffrey_operator.runtime.settings import OperatorSettings
 
@@ -43,6 +46,7 @@ def build_context(
     store: StateStorePort | None = None,
     telemetry: Telemetry | None = None,
     clock: Clock | None = None,
+    notifier: NotifierPort | None = None,
     http: HttpCheckPort | None = None,
 ) -> OperatorContext:
     """Wire the adapters the settings ask for; tests pass their own where they want.
@@ -55,11 +59,14 @@ def build_context(
     kube = kube or Kube(telemetry=telemetry)
     if isinstance(kube.telemetry, NoTelemetry):
         kube.telemetry = telemetry
+    egress = settings.egress_policy
     if gates is None:
         from jeffrey_operator.adapters.prometheus.client import PrometheusClient
         from jeffrey_operator.adapters.prometheus.gates import PrometheusGates
 
-        gates = PrometheusGates(PrometheusClient(telemetry=telemetry), secret_reader=kube.read_secret_key)
+        gates = PrometheusGates(
+            PrometheusClient(telemetry=telemetry, egress=egress), secret_reader=kube.read_secret_key
+        )
     if store is None and settings.redis_url:
         from jeffrey_operator.adapters.redis.store import RedisStateStore
 
@@ -73,8 +80,7 @@ def build_context(
     if http is None:
         from jeffrey_operator.adapters.checks import HttpChecks
 
-        # The egress allow-list (core/egress.py, --egress-allow) is passed here once it exists.
-        http = HttpChecks(secret_reader=kube.read_secret_key)
+        http = HttpChecks(secret_reader=kube.read_secret_key, egress=egress)
     ctx = OperatorContext(
         kube=kube,
         gates=gates,
@@ -86,6 +92,16 @@ def build_context(
     )
     if store is not None:
         ctx.store = store
+    ctx.egress = EgressGuard(egress)
+    ctx.notifier = notifier or Notifier(
+        kube,
+        Senders(egress, secret_reader=kube.read_secret_key),
+        clock=ctx.clock,
+        defaults=settings.default_notifications,
+        operator_namespace=settings.operator_namespace,
+        record=telemetry.record_notification,
+        wake=ctx.wake,
+    )
     return ctx
 
 

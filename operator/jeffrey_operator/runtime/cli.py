@@ -10,7 +10,12 @@ from collections.abc import Sequence
 from pydantic import SecretStr
 
 from jeffrey_operator import __version__
-from jeffrey_operator.runtime.settings import OperatorSettings, SettingsError, env_defaults
+from jeffrey_operator.runtime.settings import (
+    OperatorSettings,
+    SettingsError,
+    env_defaults,
+    parse_notifications,
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -128,6 +133,21 @@ def _parser() -> argparse.ArgumentParser:
         help="trim the Redis history stream to about N entries (default 1000)",
     )
 
+    run.add_argument(
+        "--egress-allow",
+        action="append",
+        metavar="HOST|CIDR",
+        help="a host (name or *.domain) or CIDR the operator may send requests to for an integration "
+        "(Prometheus, checks, notification sinks); repeatable; none: any host. Link-local and cloud "
+        "metadata addresses are refused unless listed (env JEFFREY_EGRESS_ALLOW=a,b)",
+    )
+    run.add_argument(
+        "--default-notifications",
+        metavar="JSON",
+        help="notification sinks every integration gets, a JSON list shaped like spec.notifications; "
+        "their Secrets are read in POD_NAMESPACE (env JEFFREY_DEFAULT_NOTIFICATIONS)",
+    )
+
     sub.add_parser("crd", help="print the JeffreyIntegration CRD (generated from the models)")
     play = sub.add_parser(
         "playground",
@@ -172,6 +192,12 @@ def settings_from_args(args: argparse.Namespace, env: dict[str, str] | None = No
         value = getattr(args, flag)
         if value is not None:
             values[flag] = value
+    if args.egress_allow:
+        values["egress_allow"] = tuple(
+            h.strip() for arg in args.egress_allow for h in arg.split(",") if h.strip()
+        )
+    if args.default_notifications is not None:
+        values["default_notifications"] = parse_notifications(args.default_notifications)
     if args.verbose:
         values["verbose"] = True
     if args.peering:

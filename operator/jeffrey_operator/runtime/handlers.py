@@ -119,6 +119,7 @@ def integration_event(ctx: OperatorContext, event_type: str | None, body: Mappin
         if ctx.queue is not None:
             ctx.queue.discard(key)
         ctx.telemetry.forget(*key)
+        ctx.notifier.forget(key)
         if ctx.leading:
             ctx.spawn(forget_integration(ctx, key))
         return

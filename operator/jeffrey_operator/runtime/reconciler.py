@@ -20,6 +20,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from jeffrey_operator.adapters.egress import EgressGuard
 from jeffrey_operator.adapters.kube import Kube, KubeError, merge_patch
 from jeffrey_operator.adapters.prometheus.gates import next_tick_delay
 from jeffrey_operator.adapters.resilience import Backoff
@@ -58,6 +59,7 @@ from jeffrey_operator.core.timestamps import format_time, parse_time
 from jeffrey_operator.core.validation import parse_spec
 from jeffrey_operator.runtime import logs
 from jeffrey_operator.runtime.checks import CheckRuns, owned_jobs
+from jeffrey_operator.runtime.notifications import NoNotifier, NotifierPort
 from jeffrey_operator.runtime.routing import Deployments, Integrations, Key, Seen, seen_of
 from jeffrey_operator.runtime.workqueue import WorkQueue
 
@@ -100,6 +102,10 @@ class OperatorContext:
     on_listed: Callable[[str | None], None] | None = None
     #: Starts the work queue's workers; called once, from a kopf handler (see ensure_workers).
     start_workers: Callable[[], None] | None = None
+    #: Judges the URLs a spec makes the operator call, DNS included: a refusal makes it Invalid.
+    egress: EgressGuard = field(default_factory=EgressGuard)
+    #: The notification delivery worker (:mod:`jeffrey_operator.runtime.notifications`).
+    notifier: NotifierPort = field(default_factory=NoNotifier)
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 
     def start_queue(self) -> WorkQueue[Key]:
@@ -131,7 +137,7 @@ class OperatorContext:
     async def close(self) -> None:
         for task in list(self._tasks):
             task.cancel()
-        for adapter in (self.gates, self.store, self.http):
+        for adapter in (self.gates, self.store, self.http, self.notifier):
             closer = getattr(adapter, "close", None) or getattr(adapter, "aclose", None)
             if closer is not None:
                 try:
@@ -288,6 +294,8 @@ class IntegrationLoop:
         old = self.status
         now = self.ctx.clock.now()
         parsed = parse_spec(body.get("spec") or {})
+        if not isinstance(parsed, list):
+            parsed = await self.ctx.egress.problems(parsed) or parsed
         wait: float | None = None
         seen: Mapping[str, DeploymentObservation] = {}
         # ---- observe
@@ -336,7 +344,11 @@ class IntegrationLoop:
         if spec is not None and not await self.act(decision, body, spec, seen):
             wait = _min(wait, self.scale_backoff.next())
         new = self.store_condition(new, generation, format_time(now))
+        new = self.ctx.notifier.condition(self.key, new, generation, format_time(now))
         await self.write_status(body, old, new)
+        self.ctx.notifier.offer(
+            self.namespace, self.name, str(meta.get("uid", "")), body.get("spec") or {}, new
+        )
         for event in decision.events:
             self.emit(body, event)
         # After the status write: a check Job exists only for a run that status already records.

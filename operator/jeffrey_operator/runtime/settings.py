@@ -6,12 +6,16 @@ variable named beside it; flags win over the environment.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pydantic import SecretStr
+from pydantic import SecretStr, TypeAdapter, ValidationError
+
+from jeffrey_operator.core.egress import EgressPolicy, EgressPolicyError
+from jeffrey_operator.core.models import NotificationSpec
 
 LogFormat = Literal["text", "json"]
 
@@ -67,6 +71,16 @@ class OperatorSettings:
     history_length: int = 1000
     #: Refresh gate values in status at most this often when nothing else changed (seconds).
     gate_status_refresh: float = 60.0
+    #: Hosts (``name``, ``*.domain``) and CIDRs the operator may send requests to for an
+    #: integration (Prometheus, checks, notification sinks); empty: any host. Link-local and
+    #: cloud-metadata addresses are refused unless listed (``--egress-allow``, repeatable;
+    #: ``JEFFREY_EGRESS_ALLOW`` comma-separated).
+    egress_allow: tuple[str, ...] = ()
+    #: Notification sinks every integration gets besides its own (a JSON list shaped like
+    #: ``spec.notifications``; ``--default-notifications``, ``JEFFREY_DEFAULT_NOTIFICATIONS``).
+    default_notifications: tuple[NotificationSpec, ...] = ()
+    #: The operator's namespace, where the default sinks' Secrets live (``POD_NAMESPACE``).
+    operator_namespace: str = ""
 
     def __post_init__(self) -> None:
         for port_name in ("health_port", "metrics_port"):
@@ -92,6 +106,55 @@ class OperatorSettings:
             raise SettingsError(f"--liveness-grace must be positive, got {self.liveness_grace:g}")
         if self.workers < 1:
             raise SettingsError(f"--workers must be at least 1, got {self.workers}")
+        policy = self.egress_policy
+        for sink in self.default_notifications:
+            for url in (
+                sink.alertmanager.url if sink.alertmanager else "",
+                sink.webhook.url if sink.webhook else "",
+            ):
+                refusal = policy.refusal(url) if url else None
+                if refusal is not None:
+                    raise SettingsError(f"default notification {sink.name}: {refusal}")
+            if (
+                sink.webhook
+                or sink.slack
+                or (sink.alertmanager and sink.alertmanager.bearer_token_secret_ref)
+            ) and not (self.operator_namespace):
+                raise SettingsError(
+                    f"default notification {sink.name} reads a Secret: set POD_NAMESPACE to the "
+                    "operator's namespace"
+                )
+
+    @property
+    def egress_policy(self) -> EgressPolicy:
+        """The egress allow-list, parsed (it is validated when the settings are made)."""
+        try:
+            return EgressPolicy.parse(self.egress_allow)
+        except EgressPolicyError as exc:
+            raise SettingsError(str(exc)) from None
+
+
+_SINKS = TypeAdapter(list[NotificationSpec])
+
+
+def parse_notifications(text: str) -> tuple[NotificationSpec, ...]:
+    """Default sinks from JSON (the chart renders ``notifications.defaults`` so)."""
+    try:
+        raw = json.loads(text or "[]")
+        if isinstance(raw, list) and any(isinstance(s, dict) and "true" in s for s in raw):
+            raise SettingsError(
+                'default notifications: a sink has a field "true": write "on": quoted in YAML '
+                "(YAML 1.1 reads a bare on as true)"
+            )
+        sinks = _SINKS.validate_python(raw)
+    except (ValueError, ValidationError) as exc:
+        if isinstance(exc, SettingsError):
+            raise
+        raise SettingsError(f"default notifications are not a valid list of sinks: {exc}") from None
+    names = [s.name for s in sinks]
+    if len(set(names)) != len(names):
+        raise SettingsError("default notification names must be unique")
+    return tuple(sinks)
 
 
 def env_defaults(env: Mapping[str, str] | None = None) -> dict[str, object]:
@@ -127,4 +190,10 @@ def env_defaults(env: Mapping[str, str] | None = None) -> dict[str, object]:
         out["redis_password"] = SecretStr(env["JEFFREY_REDIS_PASSWORD"])
     if env.get("JEFFREY_REDIS_KEY_PREFIX"):
         out["redis_key_prefix"] = env["JEFFREY_REDIS_KEY_PREFIX"]
+    if env.get("JEFFREY_EGRESS_ALLOW"):
+        out["egress_allow"] = tuple(h.strip() for h in env["JEFFREY_EGRESS_ALLOW"].split(",") if h.strip())
+    if env.get("JEFFREY_DEFAULT_NOTIFICATIONS"):
+        out["default_notifications"] = parse_notifications(env["JEFFREY_DEFAULT_NOTIFICATIONS"])
+    if env.get("POD_NAMESPACE"):
+        out["operator_namespace"] = env["POD_NAMESPACE"]
     return out

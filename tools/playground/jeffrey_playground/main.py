@@ -32,12 +32,14 @@ import contextlib
 import copy
 import datetime
 import io
+import json
 import logging
 import shutil
 import signal
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +60,7 @@ from jeffrey_playground.services import (
     binary_version,
     find_binary,
     http_json,
+    start_alertmanager,
     start_prometheus,
     start_redis,
 )
@@ -112,6 +115,7 @@ class PlaygroundOptions:
     #: The binaries; None: not installed (that part is left out, and the output says so).
     prometheus: str | None = None
     redis: str | None = None
+    alertmanager: str | None = None
     #: The module that floods the bus (a PRODUCTION module).
     fault_module: str = "curiosity-loop"
     #: Seconds the climb to PRODUCTION may take; seconds from the fault to RolledBack.
@@ -136,6 +140,7 @@ class PlaygroundOptions:
             keep=keep,
             prometheus=find_binary("prometheus", "JEFFREY_PROMETHEUS_BIN"),
             redis=find_binary("redis-server", "REDIS_SERVER"),
+            alertmanager=find_binary("prometheus-alertmanager", "JEFFREY_ALERTMANAGER_BIN"),
         )
 
 
@@ -412,6 +417,7 @@ class Playground:
         self.operator: Any = None  # BackgroundOperator
         self.prometheus_url: str | None = None
         self.redis_url: str | None = None
+        self.alertmanager_url: str | None = None
         self.crashed: set[str] = set()
         self.seen_seq = 0
         self.seen: dict[tuple[str, str], int] = {}  # --keep: transitions reported, per integration
@@ -454,6 +460,16 @@ class Playground:
         else:
             d.say(f"  missing   Redis: not installed, so no state store this run; install: {APT_REDIS}")
             self.outcome.notes.append(f"no Redis: no state store ({APT_REDIS})")
+
+        if o.alertmanager:
+            proc, self.alertmanager_url = start_alertmanager(o.alertmanager, self.workdir)
+            self.processes.append(proc)
+            version = binary_version(o.alertmanager)
+            d.say(
+                f"  real      Alertmanager ({version}) at {self.alertmanager_url}, pid {proc.pid}: "
+                "the integration's notification sink"
+            )
+            self.outcome.real.append(f"Alertmanager ({version}): told of the rollback")
 
         from jeffrey_emulator import BackgroundEmulator
         from jeffrey_operator.core.crdgen import crd
@@ -725,6 +741,10 @@ class Playground:
             with _operator_logs(self.workdir / "operator.log"), _sigterm_as_interrupt():
                 self.start_parts(modules)
                 spec = demo_spec(speed=o.speed, prometheus_url=self.prometheus_url)
+                if self.alertmanager_url:
+                    spec["notifications"] = [
+                        {"name": "oncall", "alertmanager": {"url": self.alertmanager_url}}
+                    ]
                 from jeffrey_emulator import deployment_manifest
 
                 for module in modules:
@@ -849,11 +869,29 @@ class Playground:
         self.outcome.transitions = st.transition_seq
         d.line(f"ROLLED BACK to CORE: {record.reason if record else '?'}: {record.message if record else ''}")
         d.frame(final, header, force=True)
+        self.show_alert()
         self.show_ctl()
         saw = self.dashboard_saw()
         if saw:
             self.display.say(f"dashboard at {self.dashboard_url} shows: {saw}")
         self.outcome.redis_history = self.redis_count()
+
+    def show_alert(self) -> None:
+        """The alert the operator posted to the real Alertmanager, read back from its API."""
+        if not self.alertmanager_url:
+            return
+        deadline = time.monotonic() + 10.0
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError, ValueError):
+                with urllib.request.urlopen(self.alertmanager_url + "/api/v2/alerts", timeout=2) as response:
+                    alerts = [a for a in json.loads(response.read()) if a["labels"].get("name") == NAME]
+                if alerts:
+                    labels = alerts[0]["labels"]
+                    shown = ", ".join(f"{k}={labels[k]}" for k in ("namespace", "name", "level", "reason"))
+                    self.display.line(f"NOTIFIED: Alertmanager holds {labels['alertname']} ({shown})")
+                    return
+            time.sleep(0.2)
+        self.outcome.problems.append("Alertmanager got no JeffreyIntegrationRolledBack alert")
 
     def show_ctl(self) -> None:
         """``jeffreyctl status`` of the result, through the emulated API like any client."""

@@ -154,6 +154,34 @@ def _wait(check: Callable[[], bool], timeout: float, proc: ManagedProcess) -> No
     raise RuntimeError(f"{proc.name} did not become ready within {timeout:g}s: {proc.tail()}")
 
 
+def start_alertmanager(binary: str, workdir: Path) -> tuple[ManagedProcess, str]:
+    """A real Alertmanager (no receivers, no gossip) for the operator's notification sink."""
+    port = free_port()
+    config = workdir / "alertmanager.yml"
+    config.write_text(json.dumps({"route": {"receiver": "none"}, "receivers": [{"name": "none"}]}))
+    proc = ManagedProcess(
+        "alertmanager",
+        [
+            binary,
+            f"--config.file={config}",
+            f"--storage.path={workdir / 'alertmanager'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--cluster.listen-address=",
+            "--log.level=warn",
+        ],
+        workdir / "alertmanager.log",
+    )
+    proc.start()
+    url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        with urllib.request.urlopen(f"{url}/-/ready", timeout=1) as response:
+            return int(response.status) == 200
+
+    _wait(ready, 30.0, proc)
+    return proc, url
+
+
 def start_prometheus(
     binary: str, workdir: Path, targets: Mapping[str, Mapping[str, str]], *, scrape_interval: str = "1s"
 ) -> tuple[ManagedProcess, str]:

@@ -37,7 +37,9 @@ from typing import Any, ClassVar
 import aiohttp
 
 from jeffrey_operator.adapters import resilience
+from jeffrey_operator.adapters.egress import guarded_request, guarded_session
 from jeffrey_operator.adapters.resilience import BreakerPolicy, BreakerState, CircuitBreaker, RetryPolicy
+from jeffrey_operator.core.egress import EgressPolicy
 from jeffrey_operator.core.gates.evaluate import Series
 from jeffrey_operator.core.ports import NoTelemetry, Telemetry
 
@@ -209,9 +211,11 @@ def parse_response(status: int, body: bytes) -> tuple[Series, ...]:
     try:
         doc = json.loads(body)
     except ValueError:
-        snippet = body[:120].decode("utf-8", "replace").strip()
+        # Never the body itself: whatever the URL points at must not be copied into status.
         raise ServerError(
-            f"HTTP {status}: unreadable answer {snippet!r}", status=status, retryable=retryable_status
+            f"HTTP {status}: not a Prometheus answer ({len(body)} bytes, not JSON)",
+            status=status,
+            retryable=retryable_status,
         ) from None
     if not isinstance(doc, dict):
         raise ServerError(f"HTTP {status}: unexpected answer", status=status, retryable=retryable_status)
@@ -274,7 +278,10 @@ class PrometheusClient:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         jitter: Callable[[], float] = random.random,
         telemetry: Telemetry | None = None,
+        egress: EgressPolicy | None = None,
     ) -> None:
+        #: Every request passes it: the URL, the addresses it resolves to, same-origin redirects.
+        self.egress = egress or EgressPolicy()
         self.retry = retry or RetryPolicy()
         self.breaker_policy = breaker or BreakerPolicy()
         self.telemetry: Telemetry = telemetry or NoTelemetry()
@@ -351,7 +358,7 @@ class PrometheusClient:
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None:
-            self._session = aiohttp.ClientSession()
+            self._session = guarded_session(self.egress)
             self._own_session = True
         return self._session
 
@@ -395,12 +402,14 @@ class PrometheusClient:
         self.requests_sent += 1
         started = time.perf_counter()
         try:
-            async with self._get_session().get(
+            async with guarded_request(
+                self._get_session(),
+                "GET",
                 endpoint.query_url,
+                self.egress,
                 params=params,
                 headers=endpoint.request_headers(),
                 timeout=aiohttp.ClientTimeout(total=remaining),
-                allow_redirects=True,
             ) as response:
                 body = await response.read()
                 status = response.status
