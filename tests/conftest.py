@@ -11,6 +11,7 @@ pytest_plugins = [
     "prom_fixtures",
     "redis_fixtures",
     "notify_fixtures",
+    "cel_fixtures",
 ]
 # The dashboard's headless Chromium (tests/browser_fixtures.py): skips or fails like the others.
 pytest_plugins.append("browser_fixtures")

@@ -4,57 +4,23 @@
 from __future__ import annotations
 
 import copy
-import os
 import pathlib
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import yaml
 
+from cel_fixtures import spec_schema, violations
 from jeffrey_emulator import ApiError, load_crds
-from jeffrey_operator.core import crdgen
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-
-try:
-    import celpy
-except ModuleNotFoundError:  # pragma: no cover - CI installs it (pyproject dev extra)
-    celpy = None
 
 JOB = {"spec": {"template": {"spec": {"containers": [{"name": "t", "image": "busybox"}]}}}}
 
 
-@pytest.fixture(scope="module")
-def cel() -> Any:
-    if celpy is None:
-        message = "cel-python is not installed (pip install cel-python)"
-        if os.environ.get("JEFFREY_REQUIRE_ALL") == "1":
-            pytest.fail(message + " and JEFFREY_REQUIRE_ALL=1")
-        pytest.skip(message)
-    return celpy
-
-
 def checks_schema() -> dict[str, Any]:
-    crd = yaml.safe_load((ROOT / "crds" / crdgen.CRD_FILENAME).read_text())
-    spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
-    schema: dict[str, Any] = spec["properties"]["checks"]
+    schema: dict[str, Any] = spec_schema()["properties"]["checks"]
     return schema
-
-
-def violations(cel: Any, schema: dict[str, Any], value: Any) -> Iterator[str]:
-    """The message of every rule ``value`` breaks, anywhere below ``schema``."""
-    env = cel.Environment()
-    for rule in schema.get("x-kubernetes-validations", []):
-        if not env.program(env.compile(rule["rule"])).evaluate({"self": cel.json_to_cel(value)}):
-            yield rule["message"]
-    if isinstance(value, dict):
-        for key, sub in value.items():
-            if key in schema.get("properties", {}):
-                yield from violations(cel, schema["properties"][key], sub)
-    elif isinstance(value, list) and "items" in schema:
-        for item in value:
-            yield from violations(cel, schema["items"], item)
 
 
 HTTP = {"url": "http://awareness-loop:8000/readyz"}

@@ -7,74 +7,18 @@ objects when an older CRD let them in (``Invalid`` with a message naming the gat
 from __future__ import annotations
 
 import copy
-import os
 import pathlib
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import yaml
 
+from cel_fixtures import spec_schema, violations
 from engine_world import World
 from jeffrey_operator.core import conditions as c
-from jeffrey_operator.core import crdgen
 from jeffrey_operator.core.models import Phase
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-
-try:
-    import celpy
-except ModuleNotFoundError:  # pragma: no cover - CI installs it (pyproject dev extra)
-    celpy = None
-
-
-@pytest.fixture(scope="module")
-def cel() -> Any:
-    if celpy is None:
-        message = "cel-python is not installed (pip install cel-python)"
-        if os.environ.get("JEFFREY_REQUIRE_ALL") == "1":
-            pytest.fail(message + " and JEFFREY_REQUIRE_ALL=1")
-        pytest.skip(message)
-    return celpy
-
-
-def spec_schema() -> dict[str, Any]:
-    crd = yaml.safe_load((ROOT / "crds" / crdgen.CRD_FILENAME).read_text())
-    schema: dict[str, Any] = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
-    return schema
-
-
-def typed(schema: dict[str, Any], value: Any) -> Any:
-    """JSON as the API server hands it to CEL: ``type: number`` fields are doubles."""
-    if isinstance(value, dict):
-        props = schema.get("properties", {})
-        return {k: typed(props.get(k, {}), v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [typed(schema.get("items", {}), v) for v in value]
-    if schema.get("type") == "number" and isinstance(value, int | float):
-        return float(value)
-    return value
-
-
-def violations(cel: Any, schema: dict[str, Any], value: Any) -> Iterator[str]:
-    """The messages of every rule that ``value`` breaks, anywhere below ``schema``."""
-    env = cel.Environment()
-    for rule in schema.get("x-kubernetes-validations", []):
-        activation = {"self": cel.json_to_cel(typed(schema, value))}
-        if not env.program(env.compile(rule["rule"])).evaluate(activation):
-            expression = rule.get("messageExpression")
-            yield (
-                str(env.program(env.compile(expression)).evaluate(activation))
-                if expression
-                else rule["message"]
-            )
-    if isinstance(value, dict):
-        for key, sub in value.items():
-            if key in schema.get("properties", {}):
-                yield from violations(cel, schema["properties"][key], sub)
-    elif isinstance(value, list) and "items" in schema:
-        for item in value:
-            yield from violations(cel, schema["items"], item)
 
 
 def spec(**gate: Any) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from cel_fixtures import spec_schema, violations
 from jeffrey_operator.core import notify
 from jeffrey_operator.core.egress import EgressPolicy, url_problems
 from jeffrey_operator.core.models import (
@@ -477,25 +478,11 @@ def test_every_url_of_a_spec_passes_the_egress_policy() -> None:
         ),
     ],
 )
-def test_the_crd_cel_rules_say_what_pydantic_says(sinks: list[dict[str, Any]], refused: str | None) -> None:
+def test_the_crd_cel_rules_say_what_pydantic_says(
+    cel: Any, sinks: list[dict[str, Any]], refused: str | None
+) -> None:
     """The CEL rules of the generated CRD, evaluated by a CEL implementation (cel-python)."""
-    celpy = pytest.importorskip("celpy")
-    from jeffrey_operator.core.crdgen import spec_schema
-
-    schema = spec_schema()["properties"]["notifications"]
-    env = celpy.Environment()
-
-    def failures(rules: list[dict[str, str]], value: Any) -> list[str]:
-        out = []
-        for rule in rules:
-            program = env.program(env.compile(rule["rule"]))
-            if not bool(program.evaluate({"self": celpy.json_to_cel(value)})):
-                out.append(rule["message"])
-        return out
-
-    messages = failures(schema["x-kubernetes-validations"], sinks)
-    for sink in sinks:
-        messages += failures(schema["items"]["x-kubernetes-validations"], sink)
+    messages = list(violations(cel, spec_schema()["properties"]["notifications"], sinks))
     assert (messages[0] if messages else None) == refused
 
 
