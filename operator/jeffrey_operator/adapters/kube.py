@@ -386,7 +386,13 @@ class DeploymentWatch:
         response = self._response
         if response is not None:
             try:
-                response.close()
+                # close() from this thread waits for the reading thread (until the server next
+                # sends a line: seconds); shutdown() (urllib3 >= 2.3) wakes the reader at once.
+                shutdown = getattr(response, "shutdown", None)
+                if shutdown is not None:
+                    shutdown()
+                else:
+                    threading.Thread(target=response.close, daemon=True).start()
             except Exception as exc:  # closing a socket another thread reads: nothing to save
                 log.debug("closing the watch stream: %s", exc)
 

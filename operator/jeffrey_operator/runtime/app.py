@@ -184,6 +184,19 @@ async def run_operator(
     # Credentials like kubectl (KUBECONFIG, ~/.kube/config, in-cluster) unless told otherwise:
     # the playground logs in to its emulator explicitly.
     kopf.on.login(registry=registry, id="login")(login or kopf.login_via_client)
+
+    async def stop_background(**_: Any) -> None:
+        """kopf's shutdown waits 5 s, then cancels, every task it did not start before it began
+        (its "hung" tasks): the work queue and what it spawned stop here, in kopf's cleanup phase,
+        so that a stop (SIGTERM, a test) takes well under a second instead of about ten."""
+        for watch in watches:
+            watch.stop()
+        mine = [*tasks, *ctx.background_tasks()]
+        for task in mine:
+            task.cancel()
+        await asyncio.gather(*mine, return_exceptions=True)
+
+    kopf.on.cleanup(registry=registry, id="stop-background")(stop_background)
     try:
         await kopf.operator(
             registry=registry,

@@ -120,6 +120,10 @@ class OperatorContext:
         if start is not None:
             start()
 
+    def background_tasks(self) -> list[asyncio.Task[Any]]:
+        """The tasks :meth:`spawn` started that have not ended yet."""
+        return list(self._tasks)
+
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Run ``coro`` in the background (kept referenced until it ends)."""
         task = asyncio.get_running_loop().create_task(coro)
