@@ -54,6 +54,7 @@ OPERATOR_ALERTS = (
     "JeffreyPromotionStuck",
     "JeffreyPrometheusUnreachable",
     "JeffreyStateStoreDown",
+    "JeffreyNotificationsFailing",
 )
 MODULE_ALERTS = (
     "JeffreyNoDreamRuns",
@@ -346,13 +347,30 @@ def trouble(clock: FakeWallClock) -> Scenario:
     def operator_gone() -> None:
         s.operator_up = False
 
+    failed = 0
+
+    def hook_failing() -> None:  # the notifier's retries, as it sets the gauge
+        nonlocal failed
+        failed += 1
+        s.telemetry.set_notification_failures(ns, "jeffrey", "audit", "webhook", failed)
+
+    def hook_delivered() -> None:
+        s.telemetry.set_notification_failures(ns, "jeffrey", "audit", "webhook", 0)
+
+    def blip(failures: int) -> None:
+        s.telemetry.set_notification_failures(slow, "jeffrey", "team", "slack", failures)
+
     s.telemetry.set_state_store_up(False)
     s.minute()  # m0
     s.minute(s.run)  # m1: Validating CORE from 0:00:30, held: gates inconclusive
     s.minute(faults)  # m2
-    s.minutes(7, outage)  # m3-m9
+    s.minute(lambda: (outage(), blip(1)))  # m3: one Slack attempt failed …
+    s.minute(lambda: (outage(), blip(0)))  # m4: … and the retry delivered
+    s.minutes(5, outage)  # m5-m9
     s.minute(crash)  # m10
-    s.minutes(34, outage)  # m11-m44
+    s.minutes(20, lambda: (outage(), hook_failing()))  # m11-m30: the webhook fails, retried
+    s.minute(lambda: (outage(), hook_delivered()))  # m31: delivered at last
+    s.minutes(13, outage)  # m32-m44
     s.minutes(16, operator_gone)  # m45-m60
 
     s.quiet(1, *OPERATOR_ALERTS, *MODULE_ALERTS)
@@ -382,6 +400,13 @@ def trouble(clock: FakeWallClock) -> Scenario:
     s.quiet(48, "JeffreyOperatorDown")  # for: 5m
     s.fires(51, "JeffreyOperatorDown", {})
     s.quiet(40, "JeffreyIntegrationRolledBack")  # holding is not rolling back
+    # The webhook failing since m11 (for: 10m) fires at m21 with 11 failures in a row; the Slack
+    # blip (one failed scrape) never does; a delivery ends it.
+    s.quiet(20, "JeffreyNotificationsFailing")
+    hook = {"namespace": ns, "name": "jeffrey", "sink": "audit", "kind": "webhook"}
+    s.fires(21, "JeffreyNotificationsFailing", hook, value="11")
+    s.fires(30, "JeffreyNotificationsFailing", hook, value="20")
+    s.quiet(32, "JeffreyNotificationsFailing")
     return s
 
 

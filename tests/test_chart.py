@@ -582,6 +582,7 @@ ALERTS = {
     "JeffreyPromotionStuck": "jeffrey_phase_since_seconds",
     "JeffreyPrometheusUnreachable": "jeffrey_prometheus_errors_total",
     "JeffreyStateStoreDown": "jeffrey_state_store_up",
+    "JeffreyNotificationsFailing": "jeffrey_notification_sink_failures",
 }
 
 

@@ -370,7 +370,15 @@ def test_a_gitops_apply_of_replicas_conflicts_with_the_operators_scaling(
 
     refused = kubectl.run(*argo, stdin=yaml.safe_dump(deployment), ok=False)
     assert refused.returncode == 1
-    assert (
-        "Apply failed with 1 conflict: conflict with" in refused.stderr
-        and ": .spec.replicas" in refused.stderr
-    )
+    # The conflict names the operator: its writes carry fieldManager=jeffrey-operator.
+    assert 'Apply failed with 1 conflict: conflict with "jeffrey-operator": .spec.replicas' in refused.stderr
+    managed = kubectl.json("get", "deployment", "memory", "-n", "k-gitops", "--show-managed-fields")
+    owners = {entry["manager"]: entry["operation"] for entry in managed["metadata"]["managedFields"]}
+    assert owners == {"argocd-controller": "Apply", "jeffrey-operator": "Update"}
+    status = kubectl.json("get", "ji", "jeffrey-core", "-n", "k-gitops", "--show-managed-fields")
+    status_writers = {
+        entry["manager"]
+        for entry in status["metadata"]["managedFields"]
+        if entry.get("subresource") == "status"
+    }
+    assert status_writers == {"jeffrey-operator"}

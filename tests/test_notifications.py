@@ -44,7 +44,7 @@ def start_operator(cluster: Cluster, settings: OperatorSettings | None = None) -
         clock=ctx.clock,
         defaults=settings.default_notifications,
         operator_namespace=settings.operator_namespace,
-        record=ctx.telemetry.record_notification,
+        telemetry=ctx.telemetry,
         wake=ctx.wake,
         retry_base=0.1,
         retry_cap=0.5,
@@ -131,6 +131,14 @@ def counter(cluster: Cluster, sink: str, result: str) -> float:
     if cluster.ctx is None:
         return 0.0
     return cluster.ctx.telemetry.sample("jeffrey_notifications_total", sink=sink, result=result) or 0.0
+
+
+def failures(cluster: Cluster, namespace: str, sink: str, kind: str) -> float | None:
+    """``jeffrey_notification_sink_failures`` of one sink (None: no such series)."""
+    assert cluster.ctx is not None
+    return cluster.ctx.telemetry.sample(
+        "jeffrey_notification_sink_failures", namespace=namespace, name="jeffrey", sink=sink, kind=kind
+    )
 
 
 # ------------------------------------------------------------------------------------------ tests
@@ -269,6 +277,9 @@ def test_a_receiver_answering_500_is_retried_and_holds_no_other_sink(
     assert cond["reason"] == "NotificationFailing"
     assert "audit (webhook): HTTP 500" in cond["message"]
     assert counter(cluster, "webhook", "failed") >= failed_before + 3
+    # What JeffreyNotificationsFailing alerts on: the failing sink by name, the other at 0.
+    assert failures(cluster, ns, "audit", "webhook") >= 3
+    assert failures(cluster, ns, "oncall", "alertmanager") == 0
     print(f"ladder to RolledBack in {ladder_seconds:.1f}s with a failing webhook")
 
     receiver.fail_count = 0
@@ -277,6 +288,7 @@ def test_a_receiver_answering_500_is_retried_and_holds_no_other_sink(
         lambda: condition(cluster.status(namespace=ns), "NotificationsDelivered")["status"] == "True",
         what="NotificationsDelivered=True again",
     )
+    assert failures(cluster, ns, "audit", "webhook") == 0
     assert [r.json["transition"] for r in receiver.at("/audit")] == ["RolledBack"]
     # Deleting the integration resolves its alert in Alertmanager at once.
     cluster.emu.delete("ji", ns, "jeffrey")
@@ -285,6 +297,8 @@ def test_a_receiver_answering_500_is_retried_and_holds_no_other_sink(
         within=15,
         what="the alert resolved after the deletion",
     )
+    # … and its series leave /metrics with it.
+    wait_for(lambda: failures(cluster, ns, "audit", "webhook") is None, what="the gauge removed")
 
 
 def test_a_restart_in_the_middle_of_a_delivery_loses_nothing(cluster: Cluster, receiver: Receiver) -> None:

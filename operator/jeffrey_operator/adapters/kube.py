@@ -19,10 +19,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from jeffrey_operator import __version__
 from jeffrey_operator.adapters.resilience import Backoff
 from jeffrey_operator.core.checks import LABEL_ATTEMPT, LABEL_CHECK, LABEL_LEVEL
 from jeffrey_operator.core.models import GROUP, PLURAL, VERSION
 from jeffrey_operator.core.ports import DeploymentObservation, JobObservation, NoTelemetry, Telemetry
+
+#: The name the operator's writes carry in ``metadata.managedFields`` (``kubectl get -o yaml
+#: --show-managed-fields``) and the User-Agent in the API server's audit log.
+FIELD_MANAGER = "jeffrey-operator"
+USER_AGENT = f"jeffrey-operator/{__version__}"
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +145,7 @@ class Kube:
             # KUBECONFIG as it is now (the client reads it only once, at import time).
             kubernetes.config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
         self._client = kubernetes.client.ApiClient()
+        self._client.user_agent = USER_AGENT
 
     @property
     def client(self) -> Any:
@@ -171,7 +178,12 @@ class Kube:
         apps = kubernetes.client.AppsV1Api(self.client)
         self._count("patch", "deployments")
         response = await self._call(
-            apps.patch_namespaced_deployment, name, namespace, dict(patch), _preload_content=False
+            apps.patch_namespaced_deployment,
+            name,
+            namespace,
+            dict(patch),
+            field_manager=FIELD_MANAGER,
+            _preload_content=False,
         )
         return dict(json.loads(response.data))
 
@@ -220,7 +232,11 @@ class Kube:
         api = kubernetes.client.CoordinationV1Api(self.client)
         self._count("create", "leases")
         response = await self._call(
-            api.create_namespaced_lease, namespace, dict(body), _preload_content=False
+            api.create_namespaced_lease,
+            namespace,
+            dict(body),
+            field_manager=FIELD_MANAGER,
+            _preload_content=False,
         )
         return dict(json.loads(response.data))
 
@@ -231,7 +247,12 @@ class Kube:
         api = kubernetes.client.CoordinationV1Api(self.client)
         self._count("update", "leases")
         response = await self._call(
-            api.replace_namespaced_lease, name, namespace, dict(body), _preload_content=False
+            api.replace_namespaced_lease,
+            name,
+            namespace,
+            dict(body),
+            field_manager=FIELD_MANAGER,
+            _preload_content=False,
         )
         return dict(json.loads(response.data))
 
@@ -266,6 +287,7 @@ class Kube:
             PLURAL,
             name,
             {"status": patch},
+            field_manager=FIELD_MANAGER,
         )
         return dict(result) if isinstance(result, dict) else {}
 
@@ -291,7 +313,9 @@ class Kube:
         batch = kubernetes.client.BatchV1Api(self.client)
         self._count("create", "jobs")
         try:
-            await self._call(batch.create_namespaced_job, namespace, dict(manifest))
+            await self._call(
+                batch.create_namespaced_job, namespace, dict(manifest), field_manager=FIELD_MANAGER
+            )
         except KubeError as exc:
             if exc.status == 409:
                 return False

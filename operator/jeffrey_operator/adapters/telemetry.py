@@ -168,6 +168,12 @@ class OperatorTelemetry:
             ("sink", "result"),
             registry=r,
         )
+        self.notification_failures = Gauge(
+            "jeffrey_notification_sink_failures",
+            "Consecutive failed deliveries of one notification sink (0 while it delivers).",
+            (*_INTEGRATION, "sink", "kind"),
+            registry=r,
+        )
         self._lock = threading.Lock()
         #: (namespace, name) -> every (metric, label values) written for that integration.
         self._owned: dict[tuple[str, str], set[tuple[MetricWrapperBase, tuple[str, ...]]]] = {}
@@ -307,6 +313,18 @@ class OperatorTelemetry:
     def record_api_write(self, verb: str, resource: str) -> None:
         """``verb``: create, patch, update, delete; ``resource``: e.g. deployments, jeffreyintegrations."""
         self.api_writes.labels(verb, resource).inc()
+
+    def set_notification_failures(
+        self, namespace: str, name: str, sink: str, kind: str, failures: int | None
+    ) -> None:
+        if failures is not None:
+            self._child(self.notification_failures, namespace, name, sink, kind).set(failures)
+            return
+        labels = (namespace, name, sink, kind)
+        with self._lock:
+            self._owned.get((namespace, name), set()).discard((self.notification_failures, labels))
+        with suppress(KeyError):
+            self.notification_failures.remove(*labels)
 
     def record_notification(self, sink: str, result: str) -> None:
         """``sink``: alertmanager, webhook, slack; ``result``: delivered, failed, refused."""

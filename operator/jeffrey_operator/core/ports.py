@@ -282,6 +282,12 @@ class Telemetry(Protocol):
 
     def record_notification(self, sink: str, result: str) -> None: ...
 
+    def set_notification_failures(
+        self, namespace: str, name: str, sink: str, kind: str, failures: int | None
+    ) -> None:
+        """Consecutive failed deliveries of one sink (0 while it delivers; None: the sink is gone)."""
+        ...
+
 
 class NoTelemetry:
     """Counts nothing (the default of adapters built without an operator around them)."""
@@ -307,4 +313,9 @@ class NoTelemetry:
         return None
 
     def record_notification(self, sink: str, result: str) -> None:
+        return None
+
+    def set_notification_failures(
+        self, namespace: str, name: str, sink: str, kind: str, failures: int | None
+    ) -> None:
         return None

@@ -99,7 +99,7 @@ def build_context(
         clock=ctx.clock,
         defaults=settings.default_notifications,
         operator_namespace=settings.operator_namespace,
-        record=telemetry.record_notification,
+        telemetry=telemetry,
         wake=ctx.wake,
     )
     return ctx

@@ -118,8 +118,8 @@ def integration_event(ctx: OperatorContext, event_type: str | None, body: Mappin
         ctx.loops.pop(key, None)
         if ctx.queue is not None:
             ctx.queue.discard(key)
+        ctx.notifier.forget(key)  # first: its sinks stop before their series are removed
         ctx.telemetry.forget(*key)
-        ctx.notifier.forget(key)
         if ctx.leading:
             ctx.spawn(forget_integration(ctx, key))
         return

@@ -43,7 +43,7 @@ from jeffrey_operator.core.notify import (
     pending,
     stall,
 )
-from jeffrey_operator.core.ports import Clock, SystemClock
+from jeffrey_operator.core.ports import Clock, NoTelemetry, SystemClock, Telemetry
 from jeffrey_operator.core.timestamps import format_time
 
 log = logging.getLogger(__name__)
@@ -159,7 +159,7 @@ class Notifier:
         clock: Clock | None = None,
         defaults: Sequence[NotificationSpec] = (),
         operator_namespace: str = "",
-        record: Callable[[str, str], None] | None = None,
+        telemetry: Telemetry | None = None,
         wake: Callable[[Key], None] | None = None,
         retry_base: float = 1.0,
         retry_cap: float = 300.0,
@@ -171,7 +171,8 @@ class Notifier:
         self.clock = clock or SystemClock()
         self.defaults = tuple(defaults)
         self.operator_namespace = operator_namespace
-        self.record = record or (lambda sink, result: None)
+        self.telemetry: Telemetry = telemetry or NoTelemetry()
+        self.record = self.telemetry.record_notification
         self.wake = wake or (lambda key: None)
         self.retry_base = retry_base
         self.retry_cap = retry_cap
@@ -217,7 +218,9 @@ class Notifier:
             for sink, default in sinks
         }
         for gone in set(integ.sinks) - set(wanted):
-            self._stop(integ.sinks.pop(gone))
+            removed = integ.sinks.pop(gone)
+            self._stop(removed)
+            self.telemetry.set_notification_failures(namespace, name, gone, removed.target.sink.kind, None)
         for sink_name, target in wanted.items():
             state = integ.sinks.get(sink_name)
             if state is None:
@@ -226,6 +229,7 @@ class Notifier:
                     now = self.clock.now()
                     cursor = initial_cursor(notices(status, now, stalled_after), now)
                 state = _Sink(target=target, cursor=cursor, health=SinkHealth(target.sink.kind))
+                self.telemetry.set_notification_failures(namespace, name, sink_name, target.sink.kind, 0)
                 state.delivered_at = integ.delivered_at.get(sink_name, "")
                 integ.sinks[sink_name] = state
                 state.task = asyncio.ensure_future(self._run(key, integ, state))
@@ -418,6 +422,9 @@ class Notifier:
     def _set_health(self, key: Key, state: _Sink, *, failures: int, error: str, refused: bool) -> None:
         before = state.health
         state.health = SinkHealth(state.target.sink.kind, failures, error, refused)
+        self.telemetry.set_notification_failures(
+            *key, state.target.sink.name, state.target.sink.kind, failures
+        )
         if (before.failures > 0) != (failures > 0) or before.error != error:
             self.wake(key)  # the reconciler writes the NotificationsDelivered condition
 

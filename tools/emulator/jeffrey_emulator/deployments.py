@@ -18,18 +18,17 @@ Behaviour is configurable per Deployment from tests::
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import itertools
 import math
-import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from .controllers import Controller, object_key
 from .errors import ApiError
 from .resources import DEPLOYMENTS
-from .store import ObjectStore, Waiter, now_rfc3339
+from .store import Body, ObjectStore, now_rfc3339
 
 __all__ = ["DeploymentBehaviour", "DeploymentController", "deployment_manifest"]
 
@@ -157,22 +156,18 @@ class _Rollout:
     written: bool = False
 
 
-class DeploymentController:
-    """The simulated controller, in the emulator's event loop.
+class DeploymentController(Controller):
+    """The simulated controller, in the emulator's event loop (see :mod:`.controllers`): a write
+    of a Deployment costs the work of that Deployment only."""
 
-    It runs as one asyncio task started together with the emulator; the delays are loop timers,
-    not tasks, so that frameworks which cancel "foreign" tasks at their exit (kopf does) cannot
-    break it.
-    """
+    resource = DEPLOYMENTS
+    task_name = "emulated deployment controller"
 
     def __init__(self, store: ObjectStore, default: DeploymentBehaviour | None = None) -> None:
-        self._store = store
+        super().__init__(store)
         self._default = default or DeploymentBehaviour()
         self._behaviours: dict[tuple[str, str], DeploymentBehaviour] = {}
         self._rollouts: dict[tuple[str, str], _Rollout] = {}
-        self._waiter: Waiter | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._lock = threading.RLock()
         #: How many status writes the controller has made (for tests).
         self.writes = 0
 
@@ -227,7 +222,7 @@ class DeploymentController:
             self._default = DeploymentBehaviour()
         self.kick()
 
-    def reconcile(self, namespace: str, name: str) -> None:
+    def reconcile_now(self, namespace: str, name: str) -> None:
         """Re-run the rollout of a Deployment's current generation (e.g. after tampering)."""
         with self._lock:
             rollout = self._rollouts.pop((namespace, name), None)
@@ -235,17 +230,11 @@ class DeploymentController:
                 rollout.handle.cancel()
         self.kick()
 
-    def kick(self) -> None:
-        if self._waiter is not None:
-            self._waiter.wake()
-
     @property
     def busy(self) -> bool:
         """Whether a rollout is still waiting for its delay (``fail_after`` crashes not counted)."""
         with self._lock:
-            return any(not r.written and r.behaviour.observe for r in self._rollouts.values()) or (
-                self._waiter is not None and self._waiter.event.is_set()
-            )
+            return any(not r.written and r.behaviour.observe for r in self._rollouts.values()) or self.woken
 
     async def wait_idle(self, within: float = 5.0) -> None:
         """Wait until all pending rollouts have written their status (polling: thread-safe)."""
@@ -256,46 +245,23 @@ class DeploymentController:
                     return
                 await asyncio.sleep(0.01)
 
-    # ------------------------------------------------------------------------------- lifecycle
+    # ------------------------------------------------------------------------------- reconcile
 
-    async def start(self) -> None:
-        if self._task is None:
-            self._waiter = Waiter()
-            self._store.subscribe(DEPLOYMENTS, self._waiter)
-            self._task = asyncio.create_task(self._run(), name="emulated deployment controller")
+    def cancel_all(self) -> None:
+        for rollout in self._rollouts.values():
+            if rollout.handle is not None:
+                rollout.handle.cancel()
+        self._rollouts.clear()
 
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        if self._waiter is not None:
-            self._store.unsubscribe(DEPLOYMENTS, self._waiter)
-            self._waiter = None
-        with self._lock:
-            for rollout in self._rollouts.values():
-                if rollout.handle is not None:
-                    rollout.handle.cancel()
-            self._rollouts.clear()
-
-    async def _run(self) -> None:
-        assert self._waiter is not None
-        while True:
-            self._reconcile_all()
-            await self._waiter.wait(None)
-
-    def _reconcile_all(self) -> None:
+    def reconcile(self, changed: Sequence[Body], deleted: Sequence[Body], *, complete: bool) -> None:
         loop = asyncio.get_running_loop()
-        objs, _ = self._store.snapshot(DEPLOYMENTS)
         seen: set[tuple[str, str]] = set()
         with self._lock:
-            for obj in objs:
-                meta = obj.get("metadata") or {}
-                key = (meta.get("namespace", ""), meta.get("name", ""))
+            for obj in changed:
+                key = object_key(obj)
                 seen.add(key)
                 behaviour = self.behaviour(*key)
-                generation = int(meta.get("generation") or 1)
+                generation = int((obj.get("metadata") or {}).get("generation") or 1)
                 current = self._rollouts.get(key)
                 if (
                     current is not None
@@ -310,10 +276,11 @@ class DeploymentController:
                     rollout.handle = loop.call_later(
                         max(0.0, behaviour.delay), self._step, key, rollout, False
                     )
-            for key in set(self._rollouts) - seen:
-                gone = self._rollouts.pop(key)
-                if gone.handle is not None:
-                    gone.handle.cancel()
+            gone = set(self._rollouts) - seen if complete else {object_key(obj) for obj in deleted}
+            for key in gone:
+                rollout_gone = self._rollouts.pop(key, None)
+                if rollout_gone is not None and rollout_gone.handle is not None:
+                    rollout_gone.handle.cancel()
 
     def _step(self, key: tuple[str, str], rollout: _Rollout, failed: bool) -> None:
         with self._lock:

@@ -22,15 +22,14 @@ is required, ``restartPolicy`` must be ``Never`` or ``OnFailure``; defaults as t
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from .controllers import Controller, object_key
 from .errors import ApiError, FieldError
 from .resources import JOBS
-from .store import ObjectStore, Waiter, now_rfc3339
+from .store import Body, ObjectStore, now_rfc3339
 
 __all__ = ["DELAY_ANNOTATION", "OUTCOME_ANNOTATION", "JobBehaviour", "JobController", "prepare_job"]
 
@@ -102,17 +101,17 @@ def finished(job: Mapping[str, Any]) -> bool:
     return any(c.get("type") in ("Complete", "Failed") and c.get("status") == "True" for c in conditions)
 
 
-class JobController:
+class JobController(Controller):
     """Runs in the emulator's event loop, like :class:`~.deployments.DeploymentController`."""
 
+    resource = JOBS
+    task_name = "emulated job controller"
+
     def __init__(self, store: ObjectStore) -> None:
-        self._store = store
+        super().__init__(store)
         self._default = JobBehaviour()
         #: Jobs waiting for their outcome, by uid (None: never finishes).
         self._scheduled: dict[str, asyncio.TimerHandle | None] = {}
-        self._waiter: Waiter | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._lock = threading.RLock()
         #: Jobs created so far, by (namespace, name) (for tests: "no second Job").
         self.seen: dict[tuple[str, str], str] = {}
 
@@ -134,43 +133,21 @@ class JobController:
             delay = default.delay
         return JobBehaviour(outcome, max(0.0, delay))  # type: ignore[arg-type]
 
-    async def start(self) -> None:
-        if self._task is None:
-            self._waiter = Waiter()
-            self._store.subscribe(JOBS, self._waiter)
-            self._task = asyncio.create_task(self._run(), name="emulated job controller")
+    def cancel_all(self) -> None:
+        for handle in self._scheduled.values():
+            if handle is not None:
+                handle.cancel()
+        self._scheduled.clear()
 
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        if self._waiter is not None:
-            self._store.unsubscribe(JOBS, self._waiter)
-            self._waiter = None
-        with self._lock:
-            for handle in self._scheduled.values():
-                if handle is not None:
-                    handle.cancel()
-            self._scheduled.clear()
-
-    async def _run(self) -> None:
-        assert self._waiter is not None
-        while True:
-            self._reconcile_all()
-            await self._waiter.wait(None)
-
-    def _reconcile_all(self) -> None:
+    def reconcile(self, changed: Sequence[Body], deleted: Sequence[Body], *, complete: bool) -> None:
         loop = asyncio.get_running_loop()
-        objs, _ = self._store.snapshot(JOBS)
         alive = set()
         with self._lock:
-            for obj in objs:
+            for obj in changed:
                 meta = obj.get("metadata") or {}
                 uid = str(meta.get("uid", ""))
                 alive.add(uid)
-                key = (meta.get("namespace", ""), meta.get("name", ""))
+                key = object_key(obj)
                 self.seen.setdefault(key, uid)
                 if uid in self._scheduled or finished(obj) or meta.get("deletionTimestamp"):
                     continue
@@ -185,10 +162,14 @@ class JobController:
                 if isinstance(deadline, int) and deadline < delay:
                     delay, outcome = float(deadline), "DeadlineExceeded"
                 self._scheduled[uid] = loop.call_later(delay, self._finish, key, uid, outcome)
-            for uid in set(self._scheduled) - alive:
-                gone = self._scheduled.pop(uid)
-                if gone is not None:
-                    gone.cancel()
+            if complete:
+                gone = set(self._scheduled) - alive
+            else:
+                gone = {str((obj.get("metadata") or {}).get("uid", "")) for obj in deleted}
+            for uid in gone:
+                handle = self._scheduled.pop(uid, None)
+                if handle is not None:
+                    handle.cancel()
 
     def _finish(self, key: tuple[str, str], uid: str, outcome: str) -> None:
         self._write(key, uid, lambda obj: self._finished(obj, outcome))
