@@ -37,6 +37,7 @@ from jeffrey_operator.core.models import (
 from jeffrey_operator.core.observe import listed_deployments, observe, parse_status
 from jeffrey_operator.core.ports import CheckOutcome, Event, GateMode, GateReport
 from jeffrey_operator.core.validation import Claim, claim_of, parse_spec
+from jeffrey_operator.ctl.rows import plain
 from jeffrey_operator.ctl.view import WaitView, waiting_for
 
 __all__ = ["Plan", "Scaling", "claims_of", "gate_report_from_status", "make_plan", "parse_status"]
@@ -55,12 +56,8 @@ class Scaling:
     replicas: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "deployment": self.deployment,
-            "level": self.level.value,
-            "from": self.current,
-            "to": self.replicas,
-        }
+        """``current`` and ``replicas`` as ``from`` and ``to``."""
+        return {**plain(self, omit=("current", "replicas")), "from": self.current, "to": self.replicas}
 
 
 @dataclass(frozen=True)
@@ -76,15 +73,7 @@ class PlanCheck:
     starts: bool
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "level": self.level,
-            "when": self.when,
-            "result": self.result,
-            "attempt": self.attempt,
-            "job": self.job,
-            "starts": self.starts,
-        }
+        return plain(self)
 
 
 @dataclass(frozen=True)
@@ -139,7 +128,7 @@ class Plan:
             "why": self.why,
             "steps": [t.wire() for t in self.steps],
             "scalings": [s.to_dict() for s in self.scalings],
-            "events": [{"type": e.type, "reason": e.reason, "message": e.message} for e in self.events],
+            "events": [plain(e) for e in self.events],
             "statusChanges": list(self.status_changes),
             "requeueAfter": None if self.requeue_after is None else round(self.requeue_after, 3),
             "waiting": self.waiting.to_dict() if self.waiting else None,

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from jeffrey_operator.core.models import JeffreyIntegrationSpec, JeffreyIntegrationStatus, Phase, Transition
 from jeffrey_operator.core.timestamps import parse_time
 from jeffrey_operator.ctl.plan import Plan
+from jeffrey_operator.ctl.rows import plain
 from jeffrey_operator.ctl.view import (
     CheckView,
     GateView,
@@ -393,16 +394,7 @@ class HistoryRow:
         )
 
     def to_dict(self) -> dict[str, object]:
-        return {
-            "seq": self.seq,
-            "time": self.time,
-            "fromLevel": self.from_level,
-            "toLevel": self.to_level,
-            "phase": self.phase,
-            "reason": self.reason,
-            "message": self.message,
-            "kind": self.kind,
-        }
+        return plain(self, camel=True)
 
 
 def render_history(rows: Sequence[HistoryRow], now: datetime.datetime, *, source: str) -> str:

@@ -31,6 +31,7 @@ from jeffrey_operator.core.models import (
     Phase,
 )
 from jeffrey_operator.core.timestamps import parse_time
+from jeffrey_operator.ctl.rows import plain
 
 __all__ = [
     "GateView",
@@ -68,13 +69,7 @@ class ModuleView:
     state: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "deployment": self.deployment,
-            "desired": self.desired,
-            "ready": self.ready,
-            "optional": self.optional,
-            "state": self.state,
-        }
+        return plain(self)
 
 
 @dataclass(frozen=True)
@@ -86,12 +81,7 @@ class LevelView:
     modules: tuple[ModuleView, ...]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "level": self.level.value,
-            "state": self.state,
-            "current": self.current,
-            "modules": [m.to_dict() for m in self.modules],
-        }
+        return plain(self)
 
 
 @dataclass(frozen=True)
@@ -111,17 +101,7 @@ class GateView:
         return self.result != GateResult.INACTIVE.value
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "value": self.value,
-            "min": self.min,
-            "max": self.max,
-            "result": self.result,
-            "since": self.since,
-            "message": self.message,
-            "series": self.series,
-            "query": self.query,
-        }
+        return plain(self)
 
 
 @dataclass(frozen=True)
@@ -139,17 +119,7 @@ class CheckView:
     message: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "level": self.level,
-            "when": self.when,
-            "result": self.result,
-            "attempt": self.attempt,
-            "since": self.since,
-            "job": self.job,
-            "value": self.value,
-            "message": self.message,
-        }
+        return plain(self)
 
 
 @dataclass(frozen=True)
@@ -164,22 +134,24 @@ class WaitView:
     note: str = ""
 
     def to_dict(self) -> dict[str, Any]:
+        """Seconds rounded to the millisecond."""
         return {
-            "kind": self.kind,
-            "level": self.level.value if self.level else None,
+            **plain(self),
             "total": round(self.total, 3),
             "elapsed": round(self.elapsed, 3),
             "remaining": round(self.remaining, 3),
-            "note": self.note,
         }
 
 
 @dataclass(frozen=True)
 class StatusView:
+    """The fields stand in the order of the ``-o json|yaml`` keys (:meth:`to_dict`)."""
+
     name: str
     namespace: str
     generation: int | None
     observed_generation: int
+    #: The object's creationTimestamp (the table's AGE; not in ``to_dict``).
     created: str
     paused: bool
     target_level: Level | None
@@ -189,44 +161,19 @@ class StatusView:
     reason: str
     message: str
     phase_since: str
+    waiting: WaitView | None
     levels: tuple[LevelView, ...]
     gates: tuple[GateView, ...]
-    waiting: WaitView | None
-    last_rollback: dict[str, Any] | None
-    conditions: tuple[dict[str, Any], ...]
-    transitions: int = 0
     checks: tuple[CheckView, ...] = ()
+    last_rollback: dict[str, Any] | None = None
+    conditions: tuple[dict[str, Any], ...] = ()
+    transitions: int = 0
     #: Why nothing happens, when that is not in status (e.g. no operator watches the namespace).
     hint: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """The ``-o json|yaml`` shape (documented in ``docs/jeffreyctl.md``)."""
-        return {
-            "name": self.name,
-            "namespace": self.namespace,
-            "generation": self.generation,
-            "observedGeneration": self.observed_generation,
-            "paused": self.paused,
-            "targetLevel": _level(self.target_level),
-            "currentLevel": _level(self.current_level),
-            "activeLevel": _level(self.active_level),
-            "phase": self.phase.value,
-            "reason": self.reason,
-            "message": self.message,
-            "phaseSince": self.phase_since,
-            "waiting": self.waiting.to_dict() if self.waiting else None,
-            "levels": [lv.to_dict() for lv in self.levels],
-            "gates": [g.to_dict() for g in self.gates],
-            "checks": [c.to_dict() for c in self.checks],
-            "lastRollback": self.last_rollback,
-            "conditions": list(self.conditions),
-            "transitions": self.transitions,
-            "hint": self.hint,
-        }
-
-
-def _level(level: Level | None) -> str | None:
-    return level.value if level is not None else None
+        return plain(self, camel=True, omit=("created",))
 
 
 def level_state(level: Level, status: JeffreyIntegrationStatus, target: Level | None) -> LevelState:
