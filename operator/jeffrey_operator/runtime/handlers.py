@@ -125,7 +125,7 @@ def integration_event(ctx: OperatorContext, event_type: str | None, body: Mappin
         return
     before = ctx.integrations.bodies.get(key)
     loop = ctx.loops.get(key)
-    wake = ctx.integrations.upsert(key, slim_body(body, keep_status=loop is None or loop.status is None))
+    wake = ctx.integrations.upsert(key, slim_body(body, keep_status=loop is None or not loop.has_status))
     if before is not None and key in ctx.loops and _inputs(before) == _inputs(body):
         wake.discard(key)
     for k in wake:

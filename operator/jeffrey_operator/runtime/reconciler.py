@@ -214,7 +214,10 @@ class IntegrationLoop:
     ctx: OperatorContext
     namespace: str
     name: str
-    status: JeffreyIntegrationStatus | None = None
+    #: The status this loop last wrote (or read), as JSON between reconciles: a thousand parsed
+    #: statuses were the largest thing in memory (32 KB each as models, 6 KB as JSON).
+    _status_json: str | None = field(default=None, repr=False)
+    _status: JeffreyIntegrationStatus | None = field(default=None, repr=False)
     store_ok: bool | None = None
     store_retry_at: float = 0.0
     store_backoff: Backoff = field(default_factory=_backoff)
@@ -235,6 +238,27 @@ class IntegrationLoop:
 
     def __post_init__(self) -> None:
         self.checks = CheckRuns(self.namespace, self.name)
+
+    @property
+    def status(self) -> JeffreyIntegrationStatus | None:
+        """The status as of the last write (None: read it from the object)."""
+        if self._status is None and self._status_json is not None:
+            self._status = JeffreyIntegrationStatus.model_validate_json(self._status_json)
+        return self._status
+
+    @status.setter
+    def status(self, value: JeffreyIntegrationStatus | None) -> None:
+        self._status = value
+        self._status_json = None if value is None else value.model_dump_json(by_alias=True, exclude_none=True)
+
+    @property
+    def has_status(self) -> bool:
+        """Whether this loop holds a status (without parsing it)."""
+        return self._status is not None or self._status_json is not None
+
+    def park(self) -> None:
+        """Between reconciles, keep the status as JSON only (parsed again on the next one)."""
+        self._status = None
 
     @property
     def key(self) -> Key:
@@ -610,7 +634,7 @@ async def reconcile(ctx: OperatorContext, key: Key) -> float | None:
     loop = ctx.loops.get(key)
     if loop is None:
         loop = ctx.loops[key] = IntegrationLoop(ctx=ctx, namespace=key[0], name=key[1])
-    if loop.status is None and STATUS_OMITTED in body:
+    if not loop.has_status and STATUS_OMITTED in body:
         # The status was left out of memory while a loop held its own; read it afresh.
         live = await ctx.kube.read_integration(*key)
         if live is None:
@@ -623,6 +647,8 @@ async def reconcile(ctx: OperatorContext, key: Key) -> float | None:
         log.error("unusable status of %s/%s (%s); starting from an empty status", key[0], key[1], exc)
         loop.status = JeffreyIntegrationStatus()
         return 1.0
+    finally:
+        loop.park()
 
 
 def _settled(seen: Seen) -> bool:
