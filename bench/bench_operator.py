@@ -1,12 +1,14 @@
 """Operator benchmarks: prints numbers, asserts nothing (targets are in docs/benchmarks.md).
 
-    python bench/bench_operator.py [--integrations 1000] [--unrelated 5000] [--rollback-runs 5]
-                                   [--for 2s] [--skip-prometheus]
+    python bench/bench_operator.py [--integrations 1000] [--baseline 100] [--repeat 3]
+                                   [--unrelated 5000] [--rollback-runs 5] [--for 2s] [--skip-prometheus]
 
 1. Overhead per level: one integration, zero windows, instant readiness, on the emulated API.
 2. N integrations (default 1000) climbing to PRODUCTION at once: wall time, operator CPU seconds
    and CPU per transition, peak RSS, API writes per transition. The emulator runs in a separate
-   process so that the operator's CPU and memory are measured alone.
+   process so that the operator's CPU and memory are measured alone. Each climb gets a fresh
+   emulator and operator; ``--baseline`` (100) climbs too, and the medians of ``--repeat`` climbs
+   of each size give the ratio of CPU per transition (the target: within 1.25 x).
 3. The same N integrations Stable: API writes and operator CPU (% of one core) at steady state.
 4. U unrelated Deployments (default 5000) in the same watched namespace, each updated in turn
    (by another process): operator RSS growth and CPU per unrelated event.
@@ -239,7 +241,11 @@ def bench_overhead(emu: RemoteEmulator, runs: int = 5) -> None:
     )
 
 
-def bench_many(emu: RemoteEmulator, count: int, *, steady: float = 10.0, unrelated: int = 5000) -> None:
+def bench_many(
+    emu: RemoteEmulator, count: int, *, steady: float = 10.0, unrelated: int = 5000
+) -> dict[str, float]:
+    """One climb of ``count`` integrations (and, when ``steady``/``unrelated``, what follows it);
+    returns its numbers."""
     ns = "many"
     for i in range(count):
         seed(emu, f"ji-{i:03d}", ns)
@@ -281,6 +287,10 @@ def bench_many(emu: RemoteEmulator, count: int, *, steady: float = 10.0, unrelat
         f"= {total} for {transitions} transitions ({total / max(transitions, 1):.2f} per transition; "
         "target <= 2.1)"
     )
+    result = {"wall": wall, "cpu_per_transition": cpu / max(transitions, 1), "peak_mb": peak}
+    if not steady and not unrelated:
+        op.stop()
+        return result
     # --- steady state
     idle0, cpu_idle0, t_idle0 = sum(op.ctx.kube.writes.values()), cpu_seconds(), time.perf_counter()
     time.sleep(steady)
@@ -306,9 +316,53 @@ def bench_many(emu: RemoteEmulator, count: int, *, steady: float = 10.0, unrelat
             f"  {unrelated} unrelated Deployments in the watched namespace, each updated once: operator RSS "
             f"{rss_before:.0f} -> {rss_mb():.0f} MB ({rss_mb() - rss_before:+.1f} MB; target <= +10 MB), "
             f"CPU {max(cpu_u - idle_share, 0.0) / unrelated * 1000:.3f} ms per unrelated event "
-            f"(target <= 0.2 ms); reconciles meanwhile: {(queue.processed if queue else 0) - processed_before}"
+            f"({cpu_u:.2f} s of CPU while they were updated, {idle_share:.2f} s of it the steady state's "
+            f"share; target <= 0.2 ms); reconciles meanwhile: "
+            f"{(queue.processed if queue else 0) - processed_before}"
         )
     op.stop()
+    return result
+
+
+def climbs(count: int, runs: int, *, steady: float, unrelated: int) -> list[dict[str, float]]:
+    """``runs`` climbs of ``count`` integrations, each in a process of its own with a fresh
+    emulator (so that each peak RSS is its own); the last one also measures the steady state and
+    the unrelated Deployments."""
+    out = []
+    for run in range(runs):
+        last = run == runs - 1
+        argv = [sys.executable, __file__, "--climb", str(count)]
+        argv += ["--steady-seconds", str(steady if last else 0), "--unrelated", str(unrelated if last else 0)]
+        proc = subprocess.run(argv, stdout=subprocess.PIPE, text=True, check=True)
+        lines = proc.stdout.splitlines()
+        print("\n".join(lines[:-1]), flush=True)
+        out.append(json.loads(lines[-1]))
+    return out
+
+
+def one_climb(count: int, steady: float, unrelated: int) -> None:
+    """``--climb N``: one climb in this process; its numbers as the last line (JSON)."""
+    emu = RemoteEmulator()
+    try:
+        result = bench_many(emu, count, steady=steady, unrelated=unrelated)
+    finally:
+        emu.stop()
+    print(json.dumps(result), flush=True)
+
+
+def scaling_summary(
+    base: int, small: list[dict[str, float]], count: int, big: list[dict[str, float]]
+) -> None:
+    """CPU per transition at ``count`` against ``base`` integrations: medians and their ratio."""
+    a = statistics.median(r["cpu_per_transition"] for r in small)
+    b = statistics.median(r["cpu_per_transition"] for r in big)
+    each = ", ".join(f"{r['cpu_per_transition'] * 1000:.2f}" for r in small)
+    each_big = ", ".join(f"{r['cpu_per_transition'] * 1000:.2f}" for r in big)
+    print(
+        f"CPU per transition: median {a * 1000:.2f} ms at {base} ({each}), {b * 1000:.2f} ms at {count} "
+        f"({each_big}) = {b / a:.2f} x (target <= 1.25 x); peak RSS at {count}: median "
+        f"{statistics.median(r['peak_mb'] for r in big):.0f} MB (target <= 200 MB)"
+    )
 
 
 def bench_rollback(runs: int, for_: str = "2s") -> None:
@@ -440,13 +494,24 @@ def main() -> None:
     parser.add_argument("--rollback-runs", type=int, default=5)
     parser.add_argument("--for", dest="for_", default="2s", help="the breaching gate's `for`")
     parser.add_argument("--skip-prometheus", action="store_true")
+    parser.add_argument(
+        "--baseline", type=int, default=100, help="also climb this many, for the ratio (0: not)"
+    )
+    parser.add_argument("--repeat", type=int, default=1, help="climbs of each size (medians)")
+    parser.add_argument("--climb", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.climb:
+        one_climb(args.climb, args.steady_seconds, args.unrelated)
+        return
     emu = RemoteEmulator()
     try:
         bench_overhead(emu, args.overhead_runs)
-        bench_many(emu, args.integrations, steady=args.steady_seconds, unrelated=args.unrelated)
     finally:
         emu.stop()
+    small = climbs(args.baseline, args.repeat, steady=0, unrelated=0) if args.baseline else []
+    big = climbs(args.integrations, args.repeat, steady=args.steady_seconds, unrelated=args.unrelated)
+    if small:
+        scaling_summary(args.baseline, small, args.integrations, big)
     if not args.skip_prometheus:
         bench_rollback(args.rollback_runs, args.for_)
 

@@ -20,6 +20,7 @@ def test_bench_operator_runs_and_prints_every_target() -> None:
             sys.executable,
             str(ROOT / "bench" / "bench_operator.py"),
             "--integrations=2",
+            "--baseline=1",
             "--unrelated=10",
             "--steady-seconds=0.5",
             "--overhead-runs=1",
@@ -40,5 +41,6 @@ def test_bench_operator_runs_and_prints_every_target() -> None:
         r"= \d+ for 36 transitions \([\d.]+ per transition",
         r"steady state, 2 Stable .*: 0 API writes, operator CPU [\d.]+ % of one core",
         r"10 unrelated Deployments .* RSS .* MB .*, CPU [\d.]+ ms per unrelated event",
+        r"CPU per transition: median [\d.]+ ms at 1 \([\d.]+\), [\d.]+ ms at 2 \([\d.]+\) = [\d.]+ x",
     ):
         assert re.search(pattern, out), f"{pattern!r} not in:\n{out}"

@@ -852,6 +852,38 @@ async def test_deployment_controller_behaviours(emulator: Emulator) -> None:
     await emulator.deployments.wait_idle()
 
 
+async def test_the_controller_reconciles_only_what_changed(emulator: Emulator) -> None:
+    """A write of one Deployment costs the controller that Deployment, not a pass over all of
+    them; after the history it needs is compacted (410) it lists everything once and goes on."""
+    seen: list[tuple[int, int, bool]] = []
+    controller = emulator.deployments
+    original = controller.reconcile
+
+    def spy(changed: Any, deleted: Any, *, complete: bool) -> None:
+        seen.append((len(changed), len(deleted), complete))
+        original(changed, deleted, complete=complete)
+
+    controller.reconcile = spy  # type: ignore[method-assign]
+    for i in range(40):
+        emulator.create(deployment_manifest(f"d{i}"))
+    await controller.wait_idle()
+    await eventually(
+        lambda: all(emulator.get("deployments", "default", f"d{i}").get("status") for i in range(40))
+    )
+    seen.clear()
+    emulator.patch("deployments", "default", "d7", {"spec": {"replicas": 3}})
+    await eventually(lambda: emulator.get("deployments", "default", "d7")["status"].get("readyReplicas") == 3)
+    await controller.wait_idle()
+    assert seen and all(changed <= 1 and not complete for changed, _, complete in seen), seen
+    emulator.delete("deployments", "default", "d8")
+    await eventually(lambda: any(deleted == 1 for _, deleted, _ in seen))
+    seen.clear()
+    emulator.store.compact()
+    emulator.patch("deployments", "default", "d9", {"spec": {"replicas": 2}})
+    await eventually(lambda: emulator.get("deployments", "default", "d9")["status"].get("readyReplicas") == 2)
+    assert any(complete and changed == 39 for changed, _, complete in seen), seen
+
+
 @pytest.mark.looptime
 async def test_deployment_delays_in_fake_time(emulator: Emulator) -> None:
     """With looptime, a minute-long rollout takes no real time (the delays are loop timers)."""

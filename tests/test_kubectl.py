@@ -371,10 +371,15 @@ def test_a_gitops_apply_of_replicas_conflicts_with_the_operators_scaling(
     refused = kubectl.run(*argo, stdin=yaml.safe_dump(deployment), ok=False)
     assert refused.returncode == 1
     # The conflict names the operator: its writes carry fieldManager=jeffrey-operator.
-    assert 'Apply failed with 1 conflict: conflict with "jeffrey-operator": .spec.replicas' in refused.stderr
+    assert 'conflict with "jeffrey-operator" using apps/v1: .spec.replicas' in refused.stderr
     managed = kubectl.json("get", "deployment", "memory", "-n", "k-gitops", "--show-managed-fields")
     owners = {entry["manager"]: entry["operation"] for entry in managed["metadata"]["managedFields"]}
-    assert owners == {"argocd-controller": "Apply", "jeffrey-operator": "Update"}
+    # … as on a cluster: Argo CD applied it, the operator scaled it, the controller wrote status.
+    assert owners == {
+        "argocd-controller": "Apply",
+        "jeffrey-operator": "Update",
+        "kube-controller-manager": "Update",
+    }
     status = kubectl.json("get", "ji", "jeffrey-core", "-n", "k-gitops", "--show-managed-fields")
     status_writers = {
         entry["manager"]

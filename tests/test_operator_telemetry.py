@@ -59,6 +59,12 @@ def family(samples: dict[str, float], name: str) -> bool:
     return any(k == name or k.startswith(name + "{") or k.startswith(name + "_") for k in samples)
 
 
+SINK_FAILURES = (
+    "jeffrey_notification_sink_failures"
+    '{kind="alertmanager",name="never-ready",namespace="jeffrey",sink="oncall"}'
+)
+
+
 def test_every_documented_metric_exists_and_moves(cluster: Cluster, redis_server: RedisServer) -> None:
     documented = documented_operator_metrics()
     assert "jeffrey_state_store_up" in documented and len(documented) >= 13
@@ -90,6 +96,9 @@ def test_every_documented_metric_exists_and_moves(cluster: Cluster, redis_server
                 emu.create(deployment_manifest(module["deployment"], "jeffrey", replicas=0))
         emu.deployments.set_behaviour("jeffrey", "nr-memory", ready=False)
         never["spec"].update(promotion={**FAST, "readinessTimeout": "1s"}, defaultGates=False)
+        # … whose rollback is told to an Alertmanager that is not there (the sink failures gauge)
+        oncall = {"name": "oncall", "alertmanager": {"url": f"http://127.0.0.1:{free_port()}"}}
+        never["spec"]["notifications"] = [oncall]
         emu.create(copy.deepcopy(never))
         gated = example()
         gated["metadata"]["name"] = "gated"
@@ -112,6 +121,7 @@ def test_every_documented_metric_exists_and_moves(cluster: Cluster, redis_server
                 and s.get("jeffrey_state_store_up") == 1
                 # metrics follow the status write by a moment (the reconcile records them last)
                 and s.get("jeffrey_rollbacks_total", 0) >= 1
+                and s.get(SINK_FAILURES, 0) >= 1
                 and s
             ),
             30,
