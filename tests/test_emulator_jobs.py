@@ -106,3 +106,19 @@ def test_jobs_are_garbage_collected_with_their_owner(threaded_emulator: Emulator
     batch.create_namespaced_job("jobs", body)
     threaded_emulator.delete("configmaps", "jobs", "owner")
     eventually_sync(lambda: not threaded_emulator.list("jobs", "jobs"))
+
+
+def test_a_job_watch_sends_only_what_the_label_selector_selects(
+    threaded_emulator: Emulator, batch: Any
+) -> None:
+    batch.create_namespaced_job("jobs", job("other"))
+    mine = job("mine")
+    mine["metadata"]["labels"] = {"jeffreyos.io/integration": "ji"}
+    batch.create_namespaced_job("jobs", mine)
+    seen: list[tuple[str, str]] = []
+    stream = kubernetes.watch.Watch().stream(
+        batch.list_namespaced_job, "jobs", label_selector="jeffreyos.io/integration", timeout_seconds=1
+    )
+    for event in stream:
+        seen.append((event["type"], event["object"].metadata.name))
+    assert seen and {name for _, name in seen} == {"mine"}

@@ -3,6 +3,7 @@ Job controller) and a local HTTP server, over real HTTP. Applies ``examples/jeff
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import datetime
 import http.server
@@ -18,11 +19,12 @@ from typing import Any
 import pytest
 
 from jeffrey_emulator import DELAY_ANNOTATION, OUTCOME_ANNOTATION, deployment_manifest
-from jeffrey_operator.adapters.kube import Kube, observe_job
+from jeffrey_operator.adapters.kube import Kube, WatchEvent, observe_job
 from jeffrey_operator.adapters.telemetry import OperatorTelemetry
 from jeffrey_operator.ctl.main import main as jeffreyctl
 from jeffrey_operator.ctl.plan import make_plan
 from jeffrey_operator.ctl.render import render_plan
+from jeffrey_operator.runtime.handlers import job_watch_event
 from jeffrey_operator.runtime.reconciler import IntegrationLoop, OperatorContext
 from jeffrey_playground.main import demo_spec, render_compact
 from operator_fixtures import Cluster, example, wait_for
@@ -433,3 +435,95 @@ def test_an_after_promotion_failure_rolls_back_a_stable_ladder(
         "COGNITIVE",
     )
     assert cluster.replicas(ns)["auto-learner"] == 0 and cluster.replicas(ns)["memory"] == 1
+
+
+def unrelated_job(name: str, namespace: str) -> dict[str, Any]:
+    """A Job nobody labelled for an integration (a CronJob's, say); the emulator's Job controller
+    completes it at once, one more MODIFIED on the wire."""
+    template = {
+        "metadata": {"annotations": {OUTCOME_ANNOTATION: "Complete", DELAY_ANNOTATION: "0.05"}},
+        "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]},
+    }
+    meta = {"name": name, "namespace": namespace, "labels": {"app": "cron"}}
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": meta, "spec": {"template": template}}
+
+
+def settled(ctx: OperatorContext, quiet: float = 1.0, within: float = 15.0) -> int:
+    """The work queue's ``processed`` once it has not moved for ``quiet`` seconds."""
+    assert ctx.queue is not None
+    deadline = time.monotonic() + within
+    last, since = ctx.queue.processed, time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+        if ctx.queue.processed != last:
+            last, since = ctx.queue.processed, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return last
+    raise AssertionError(f"the work queue did not settle within {within}s")
+
+
+def test_unrelated_jobs_are_never_sent_and_cost_no_reconcile(cluster: Cluster, readyz: type[Answers]) -> None:
+    ns = "checks-unrelated"
+    cluster.emu.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    for i in range(10):  # there before the operator: not in its first list either
+        cluster.emu.create(unrelated_job(f"cron-early-{i}", ns))
+    ctx = cluster.start_operator()
+    cluster.apply_example(EXAMPLE, namespace=ns, checks=checks(readyz, outcome="Complete"))
+    status = cluster.wait_phase("Stable", within=30, namespace=ns)
+    assert check(status, "core-smoke")["result"] == "Pass"  # the check Job still drives the climb
+
+    # (a) the operator's own Job list+watch, selected on the server by the integration label
+    requests = [r for r in cluster.emu.requests if r.plural == "jobs" and r.verb in ("list", "watch")]
+    assert {r.verb for r in requests} == {"list", "watch"}
+    assert {r.query.get("labelSelector") for r in requests} == {"jeffreyos.io/integration"}
+
+    # (b) many unrelated Jobs created and updated: nothing in memory, no reconcile
+    before = settled(ctx)
+    names = [f"cron-{i}" for i in range(40)]
+    for name in names:
+        cluster.emu.create(unrelated_job(name, ns))
+    for name in names:
+        cluster.emu.patch("jobs", ns, name, {"metadata": {"annotations": {"touched": "1"}}})
+    wait_for(
+        lambda: all(j.get("status", {}).get("succeeded") for j in jobs(cluster, ns)),
+        what="every unrelated Job completed",
+    )
+    time.sleep(1.0)
+    assert ctx.queue is not None and ctx.queue.processed == before
+    assert list(ctx.jobs) == [(ns, "jeffrey")]
+    assert list(ctx.jobs[(ns, "jeffrey")]) == ["jeffrey-core-smoke-1"]
+
+
+def test_a_relisted_job_watch_replaces_what_the_scope_holds() -> None:
+    def body(namespace: str, name: str, integration: str, *, complete: bool = False) -> dict[str, Any]:
+        labels = {
+            "jeffreyos.io/integration": integration,
+            "jeffreyos.io/check": "a",
+            "jeffreyos.io/attempt": "1",
+        }
+        status = {"conditions": [{"type": "Complete", "status": "True"}]} if complete else {}
+        return {"metadata": {"name": name, "namespace": namespace, "labels": labels}, "status": status}
+
+    async def scenario() -> tuple[list[Any], dict[Any, list[str]]]:
+        ctx = OperatorContext(kube=Kube(object()))
+        queue = ctx.start_queue()  # no workers: waking only queues (they start from a kopf handler)
+        for b in (body("a", "x-1", "x"), body("a", "y-1", "y"), body("b", "z-1", "z")):
+            job_watch_event(ctx, None, WatchEvent("ADDED", b))
+        assert ctx.start_workers is None and queue.processed == 0
+        drained = [await queue.get() for _ in range(len(queue))]
+        for key in drained:
+            queue.done(key)
+        # 410 Gone, listed again in namespace "a": y-1 went, x-1 completed; "b" is another scope
+        job_watch_event(ctx, "a", WatchEvent("LISTED", {"items": [body("a", "x-1", "x", complete=True)]}))
+        woken = [await queue.get() for _ in range(len(queue))]
+        for key in woken:
+            queue.done(key)
+        # the same list again: nothing changed, nothing queued
+        job_watch_event(ctx, "a", WatchEvent("LISTED", {"items": [body("a", "x-1", "x", complete=True)]}))
+        assert len(queue) == 0
+        job_watch_event(ctx, "a", WatchEvent("DELETED", body("a", "x-1", "x", complete=True)))
+        return sorted(woken), {k: sorted(v) for k, v in ctx.jobs.items()}
+
+    woken, held = asyncio.run(scenario())
+    assert woken == [("a", "x"), ("a", "y")]
+    assert held == {("b", "z"): ["z-1"]}

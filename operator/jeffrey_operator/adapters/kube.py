@@ -3,9 +3,10 @@
 It turns Deployment bodies into :class:`~jeffrey_operator.core.ports.DeploymentObservation` and
 check Job bodies into :class:`~jeffrey_operator.core.ports.JobObservation`, scales and labels
 Deployments, creates and deletes check Jobs, patches the JeffreyIntegration status, reads and
-writes Leases, and lists + watches Deployments by label selector (:class:`DeploymentWatch`). It
-decides nothing. Bodies are read as raw JSON (``_preload_content=False``) where it matters: the
-client's model classes cost more CPU than everything else the operator does with an event.
+writes Leases, and lists + watches Deployments and check Jobs by label selector
+(:class:`LabelWatch`). It decides nothing. Bodies are read as raw JSON (``_preload_content=False``)
+where it matters: the client's model classes cost more CPU than everything else the operator does
+with an event.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from jeffrey_operator.core.ports import DeploymentObservation, JobObservation, N
 #: --show-managed-fields``) and the User-Agent in the API server's audit log.
 FIELD_MANAGER = "jeffrey-operator"
 USER_AGENT = f"jeffrey-operator/{__version__}"
+#: What :class:`LabelWatch` (:meth:`Kube.list_raw`) can list and watch.
+WATCHABLE = ("deployments", "jobs")
 
 log = logging.getLogger(__name__)
 
@@ -202,16 +205,24 @@ class Kube:
         """Set (or, with None, remove) labels of one Deployment."""
         return await self.patch_deployment(namespace, name, {"metadata": {"labels": dict(labels)}})
 
-    def list_deployments_raw(self, namespace: str | None, timeout: float, **query: Any) -> Any:
-        """List (or, with ``watch=True``, watch) Deployments; the raw HTTP response (blocking:
-        for :class:`DeploymentWatch`'s thread)."""
+    def list_raw(self, resource: str, namespace: str | None, timeout: float, **query: Any) -> Any:
+        """List (or, with ``watch=True``, watch) ``resource`` (one of :data:`WATCHABLE`) in
+        ``namespace`` (None: all); the raw HTTP response (blocking: for :class:`LabelWatch`'s
+        thread)."""
         import kubernetes
 
-        apps = kubernetes.client.AppsV1Api(self.client)
         options = {"_preload_content": False, "_request_timeout": timeout, **query}
-        if namespace:
-            return apps.list_namespaced_deployment(namespace, **options)
-        return apps.list_deployment_for_all_namespaces(**options)
+        if resource == "deployments":
+            apps = kubernetes.client.AppsV1Api(self.client)
+            if namespace:
+                return apps.list_namespaced_deployment(namespace, **options)
+            return apps.list_deployment_for_all_namespaces(**options)
+        if resource == "jobs":
+            batch = kubernetes.client.BatchV1Api(self.client)
+            if namespace:
+                return batch.list_namespaced_job(namespace, **options)
+            return batch.list_job_for_all_namespaces(**options)
+        raise ValueError(f"cannot watch {resource!r}: one of {', '.join(WATCHABLE)}")
 
     # ----------------------------------------------------------------------------- leases
     async def read_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
@@ -368,9 +379,10 @@ class WatchEvent:
     body: Mapping[str, Any]
 
 
-class DeploymentWatch:
-    """List, then watch, Deployments matching ``selector`` in one namespace (None: all), in a
-    thread of its own (a watch blocks on its socket; it must not hold a worker of the event
+class LabelWatch:
+    """List, then watch, objects of ``resource`` (``deployments`` or ``jobs``) matching the label
+    ``selector`` (server-side: the API server sends nothing else) in one namespace (None: all),
+    in a thread of its own (a watch blocks on its socket; it must not hold a worker of the event
     loop's executor). Events go to ``deliver`` on ``loop``; ``contact`` is called after every
     successful list or watch request (the liveness probe reads it).
 
@@ -381,6 +393,7 @@ class DeploymentWatch:
     def __init__(
         self,
         kube: Kube,
+        resource: str,
         namespace: str | None,
         selector: str,
         *,
@@ -389,7 +402,10 @@ class DeploymentWatch:
         contact: Callable[[], None] = lambda: None,
         timeout: int = 30,
     ) -> None:
+        if resource not in WATCHABLE:
+            raise ValueError(f"cannot watch {resource!r}: one of {', '.join(WATCHABLE)}")
         self.kube = kube
+        self.resource = resource
         self.namespace = namespace
         self.selector = selector
         self._loop = loop
@@ -399,7 +415,7 @@ class DeploymentWatch:
         self._stopped = threading.Event()
         self._response: Any = None
         self._thread = threading.Thread(
-            target=self._main, name=f"watch-deployments-{namespace or 'all'}", daemon=True
+            target=self._main, name=f"watch-{resource}-{namespace or 'all'}", daemon=True
         )
 
     def start(self) -> None:
@@ -441,14 +457,15 @@ class DeploymentWatch:
         while not self._stopped.is_set():
             try:
                 if not rv:
-                    response = self.kube.list_deployments_raw(
-                        self.namespace, 30, label_selector=self.selector
+                    response = self.kube.list_raw(
+                        self.resource, self.namespace, 30, label_selector=self.selector
                     )
                     listed = json.loads(response.data)
                     self._touch()
                     self._post(WatchEvent("LISTED", listed))
                     rv = str((listed.get("metadata") or {}).get("resourceVersion") or "")
-                self._response = self.kube.list_deployments_raw(
+                self._response = self.kube.list_raw(
+                    self.resource,
                     self.namespace,
                     self._timeout + 10,
                     label_selector=self.selector,
@@ -490,7 +507,8 @@ class DeploymentWatch:
                     rv = ""
                 delay = backoff.next()
                 log.warning(
-                    "watching Deployments (%s) failed: %s; again in %.1fs",
+                    "watching %s (%s) failed: %s; again in %.1fs",
+                    self.resource,
                     self.namespace or "all namespaces",
                     exc,
                     delay,

@@ -16,9 +16,10 @@ from typing import Any
 import kopf
 
 from jeffrey_operator.adapters.egress import EgressGuard
-from jeffrey_operator.adapters.kube import DeploymentWatch, Kube, KubeError
+from jeffrey_operator.adapters.kube import Kube, KubeError, LabelWatch
 from jeffrey_operator.adapters.notify import Senders
 from jeffrey_operator.adapters.telemetry import OperatorTelemetry
+from jeffrey_operator.core.checks import LABEL_INTEGRATION
 from jeffrey_operator.core.models import INTEGRATION_LABEL
 from jeffrey_operator.core.ports import (
     Clock,
@@ -113,9 +114,9 @@ async def run_operator(
     ready_flag: asyncio.Event | None = None,
     login: Callable[..., Awaitable[Any]] | None = None,
 ) -> None:
-    """Run the operator until ``stop_flag`` is set (or forever): the probes, the Deployment
-    watches, the Lease elector (with ``--peering``), the work queue's workers, and kopf (the
-    JeffreyIntegration watch)."""
+    """Run the operator until ``stop_flag`` is set (or forever): the probes, the Deployment and
+    check Job watches, the Lease elector (with ``--peering``), the work queue's workers, and kopf
+    (the JeffreyIntegration watch)."""
     from jeffrey_operator.runtime import handlers
 
     loop = asyncio.get_running_loop()
@@ -130,17 +131,25 @@ async def run_operator(
         health.synced = not pending
 
     ctx.on_listed = listed
+    # One label-selected watch per resource and scope: the API server sends only the Deployments
+    # the operator manages and the check Jobs it created; unrelated ones cost nothing here.
+    feeds = (
+        ("deployments", INTEGRATION_LABEL, handlers.deployment_event),
+        ("jobs", LABEL_INTEGRATION, handlers.job_watch_event),
+    )
     watches = [
-        DeploymentWatch(
+        LabelWatch(
             ctx.kube,
+            resource,
             scope,
-            INTEGRATION_LABEL,
+            selector,
             loop=loop,
-            deliver=functools.partial(handlers.deployment_event, ctx, scope),
+            deliver=functools.partial(handler, ctx, scope),
             contact=health.contact,
             # Re-watch well within the liveness grace: a finished watch request is a contact.
             timeout=max(1, int(min(30.0, settings.liveness_grace / 2))),
         )
+        for resource, selector, handler in feeds
         for scope in scopes
     ]
     tasks: list[asyncio.Task[Any]] = []
@@ -164,7 +173,8 @@ async def run_operator(
 
     def start_workers() -> None:
         """Called from the first kopf event handler: tasks started there inherit kopf's context
-        (its Event poster needs it); without any JeffreyIntegration there is nothing to work on."""
+        (its Event poster needs it); without any JeffreyIntegration there is nothing to work on.
+        The Deployment and Job watches never call it: what they queue before waits for it."""
         work = queue.run(functools.partial(reconcile, ctx), settings.workers, expected=(KubeError,))
         tasks.append(loop.create_task(work, name="jeffrey-workqueue"))
 

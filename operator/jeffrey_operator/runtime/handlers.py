@@ -3,16 +3,19 @@
 * :func:`integration_event` — kopf's watch of JeffreyIntegrations (registered by :func:`register`
   in a fresh kopf registry per operator run, so tests, the playground and the benchmark can start
   the operator many times in one process);
-* :func:`deployment_event` — the operator's own label-selected Deployment watch
-  (:class:`jeffrey_operator.adapters.kube.DeploymentWatch`);
+* :func:`deployment_event` and :func:`job_watch_event` — the operator's own label-selected
+  watches of Deployments and check Jobs (:class:`jeffrey_operator.adapters.kube.LabelWatch`,
+  selector ``jeffreyos.io/integration``: the API server sends nothing else);
 * :func:`leadership_started` / :func:`leadership_stopped` — the Lease elector.
 
 kopf keeps what it does well here: the CR watch (with its reconnects and backoff), logging and
-the Event posting queue. No kopf daemons or indices: one daemon per integration and an index of
-every Deployment in the cluster made every Deployment event cost work proportional to the number
-of integrations (see ``docs/architecture.md`` and ``docs/benchmarks.md``). No finalizer either:
-releasing Deployments is level-based (on the DELETED event, and a sweep when leadership starts),
-so deleting a JeffreyIntegration never hangs on a stopped operator.
+the Event posting queue. It watches nothing else: its label filters work on the client side, so
+every Deployment or Job of the cluster would go through its per-event machinery. No kopf
+daemons or indices: one daemon per integration and an index of every Deployment in the cluster
+made every Deployment event cost work proportional to the number of integrations (see
+``docs/architecture.md`` and ``docs/benchmarks.md``). No finalizer either: releasing Deployments
+is level-based (on the DELETED event, and a sweep when leadership starts), so deleting a
+JeffreyIntegration never hangs on a stopped operator.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from jeffrey_operator.adapters.kube import KubeError, WatchEvent, observe_job
 from jeffrey_operator.core.checks import LABEL_INTEGRATION
 from jeffrey_operator.core.messages import EVENT_MESSAGE_MAX, shorten
 from jeffrey_operator.core.models import GROUP, PLURAL, RETRY_ANNOTATION, VERSION
-from jeffrey_operator.core.ports import Event
+from jeffrey_operator.core.ports import Event, JobObservation
 from jeffrey_operator.runtime.reconciler import OperatorContext, release_deployment, slim_body
 from jeffrey_operator.runtime.routing import Key, seen_of
 
@@ -193,13 +196,18 @@ def _route(ctx: OperatorContext, namespace: str, name: str) -> None:
 # ------------------------------------------------------------------------------ check Jobs
 
 
+def _job_of(body: Mapping[str, Any]) -> tuple[Key, str]:
+    """The integration a check Job is for (its namespace and label) and the Job's name."""
+    meta = body.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    key: Key = (str(meta.get("namespace") or ""), str(labels.get(LABEL_INTEGRATION, "")))
+    return key, str(meta.get("name") or "")
+
+
 def job_event(ctx: OperatorContext, event_type: str | None, body: Mapping[str, Any]) -> None:
     """A check Job changed: keep what the check runs need of it, queue its integration (the
     label ``jeffreyos.io/integration`` names it)."""
-    meta = body.get("metadata") or {}
-    namespace = str(meta.get("namespace") or "")
-    key: Key = (namespace, str((meta.get("labels") or {}).get(LABEL_INTEGRATION, "")))
-    name = str(meta.get("name") or "")
+    key, name = _job_of(body)
     if event_type == "DELETED":
         jobs = ctx.jobs.get(key)
         if jobs is not None:
@@ -211,11 +219,30 @@ def job_event(ctx: OperatorContext, event_type: str | None, body: Mapping[str, A
     ctx.wake(key)
 
 
-async def _on_job(*, type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    ctx: OperatorContext | None = getattr(memo, "ctx", None)
-    if ctx is not None:
-        ctx.ensure_workers()
-        job_event(ctx, type, body)
+def job_watch_event(ctx: OperatorContext, scope: str | None, event: WatchEvent) -> None:
+    """An event of the operator's own label-selected Job watch (one per scope: a namespace, or
+    None for all). ``LISTED`` replaces what :attr:`OperatorContext.jobs` holds for the scope and
+    queues the integrations whose Jobs changed; the others are :func:`job_event`.
+
+    It only updates the cache and queues keys, never :meth:`OperatorContext.ensure_workers`: the
+    workers are started from a kopf handler (they need kopf's context), and a key queued before
+    they run waits in the queue."""
+    if event.type != "LISTED":
+        job_event(ctx, event.type, event.body)
+        return
+    listed: dict[Key, dict[str, JobObservation]] = {}
+    for item in event.body.get("items") or []:
+        key, name = _job_of(item)
+        listed.setdefault(key, {})[name] = observe_job(item)
+    held = [k for k in ctx.jobs if scope is None or k[0] == scope]
+    for key in held:
+        if key not in listed:
+            del ctx.jobs[key]
+            ctx.wake(key)
+    for key, jobs in listed.items():
+        if ctx.jobs.get(key) != jobs:
+            ctx.jobs[key] = jobs
+            ctx.wake(key)
 
 
 # ------------------------------------------------------------------------------- leadership
@@ -271,7 +298,6 @@ def register(registry: kopf.OperatorRegistry) -> None:
     kopf.on.startup(registry=registry, id="configure")(_startup)
     kopf.on.cleanup(registry=registry, id="close-adapters")(_cleanup)
     kopf.on.event(GROUP, VERSION, PLURAL, registry=registry, id="integration_event")(_on_integration)
-    # Check Jobs (spec.checks) are few and the operator's own: kopf's watch (labels filtered on
-    # the client side) is enough; routed to their integration by label.
-    made_by_us = {LABEL_INTEGRATION: kopf.PRESENT}
-    kopf.on.event("batch", "v1", "jobs", labels=made_by_us, registry=registry, id="job_event")(_on_job)
+    # Deployments and check Jobs are not kopf's: its label filters work on the client side, so
+    # every Job of the cluster would cost a kopf event. The operator's own label-selected watches
+    # (runtime.app.run_operator) deliver them to deployment_event and job_watch_event.

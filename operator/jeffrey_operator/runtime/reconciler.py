@@ -90,7 +90,7 @@ class OperatorContext:
     integrations: Integrations = field(default_factory=Integrations)
     #: The managed Deployments (label-selected watch) and live reads of not-yet-labelled ones.
     deployments: Deployments = field(default_factory=Deployments)
-    #: (namespace, integration) → its check Jobs by name (kopf's Job watch, routed by label).
+    #: (namespace, integration) → its check Jobs by name (the label-selected Job watch, by label).
     jobs: dict[Key, dict[str, JobObservation]] = field(default_factory=dict)
     #: The per-integration state kept between reconciles (in memory only).
     loops: dict[Key, IntegrationLoop] = field(default_factory=dict)
