@@ -150,6 +150,16 @@ class Kube:
         self._client = kubernetes.client.ApiClient()
         self._client.user_agent = USER_AGENT
 
+    @staticmethod
+    def warm_up() -> None:
+        """Import the API classes every reconcile calls: the ``kubernetes`` package imports each
+        on first use, which made the first reconcile after start-up pay for the imports
+        (``CoreV1Api``, 10 MB of code, only for notification secrets, stays lazy)."""
+        import kubernetes
+
+        for api in ("AppsV1Api", "BatchV1Api", "CoordinationV1Api", "CustomObjectsApi"):
+            getattr(kubernetes.client, api)
+
     @property
     def client(self) -> Any:
         if self._client is None:

@@ -120,6 +120,7 @@ async def run_operator(
     from jeffrey_operator.runtime import handlers
 
     loop = asyncio.get_running_loop()
+    await asyncio.to_thread(Kube.warm_up)
     health = Health(settings.liveness_grace)
     probes = await serve_health(health, settings.health_port) if settings.health_port else None
     queue = ctx.start_queue()
