@@ -316,6 +316,12 @@ def bench_many(
         f"= {total} for {transitions} transitions ({total / max(transitions, 1):.2f} per transition; "
         "target <= 2.1)"
     )
+    reconciles = op.ctx.queue.processed if op.ctx.queue is not None else 0
+    reads = op.ctx.kube.reads
+    print(
+        f"  reconciles: {reconciles} = {reconciles / max(transitions, 1):.2f} per transition; "
+        f"live reads: {json.dumps({r: n for r, n in reads.items()})}"
+    )
     result = {"wall": wall, "cpu_per_transition": cpu / max(transitions, 1), "peak_mb": peak}
     if not steady and not unrelated:
         op.stop()
@@ -336,7 +342,7 @@ def bench_many(
         rss_before, cpu_u0 = rss_mb(), cpu_seconds()
         t_u0 = time.perf_counter()
         queue = op.ctx.queue
-        processed_before = queue.processed if queue else 0
+        processed_before = queue.processed if queue is not None else 0
         run_updater(emu, ns, unrelated, "update")
         time.sleep(2)
         cpu_u = cpu_seconds() - cpu_u0
@@ -347,7 +353,7 @@ def bench_many(
             f"CPU {max(cpu_u - idle_share, 0.0) / unrelated * 1000:.3f} ms per unrelated event "
             f"({cpu_u:.2f} s of CPU while they were updated, {idle_share:.2f} s of it the steady state's "
             f"share; target <= 0.2 ms); reconciles meanwhile: "
-            f"{(queue.processed if queue else 0) - processed_before}"
+            f"{(queue.processed if queue is not None else 0) - processed_before}"
         )
     op.stop()
     return result

@@ -134,6 +134,8 @@ class Kube:
         self._client = api_client
         #: (verb, resource) -> writes made (``jeffrey_api_writes_total`` counts the same).
         self.writes: dict[tuple[str, str], int] = {}
+        #: resource -> live reads (GETs outside the watches; the benchmark prints them).
+        self.reads: dict[str, int] = {}
         self.telemetry: Telemetry = telemetry or NoTelemetry()
 
     def connect(self) -> None:
@@ -287,6 +289,7 @@ class Kube:
         import kubernetes
 
         apps = kubernetes.client.AppsV1Api(self.client)
+        self.reads["deployments"] = self.reads.get("deployments", 0) + 1
         try:
             body = await self._call(apps.read_namespaced_deployment, name, namespace, _preload_content=False)
         except KubeError as exc:
