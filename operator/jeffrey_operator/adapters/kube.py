@@ -134,7 +134,8 @@ class Kube:
         self._client = api_client
         #: (verb, resource) -> writes made (``jeffrey_api_writes_total`` counts the same).
         self.writes: dict[tuple[str, str], int] = {}
-        #: resource -> live reads (GETs outside the watches; the benchmark prints them).
+        #: resource -> live reads of objects the watches do not hold (Deployments not labelled
+        #: yet); the benchmark prints them per climb.
         self.reads: dict[str, int] = {}
         self.telemetry: Telemetry = telemetry or NoTelemetry()
 
