@@ -361,6 +361,30 @@ def test_an_outage_during_validation_is_one_hold_line() -> None:
     assert [(n.reason, n.message) for n in holds] == [(c.PROMETHEUS_UNAVAILABLE, "down")]
 
 
+def test_an_outage_met_as_the_climb_starts_holding_is_still_the_outage_line() -> None:
+    """Gates pass, the validation window runs, then Prometheus goes away: the step in which the
+    climb starts holding is the step that first sees the outage. One hold line, and it names
+    the outage (before: the climb's WaitingForGates line, timing decided which one on-call got)."""
+    w = World.of({**FULL, "promotion": {"validationWindow": "60s"}})
+    ok = GateStatus(name="bus-rate", query="q", value=10.0, max=1000.0, result=GateResult.PASS)
+    w.gates = GateReport(gates=(ok,))
+    for _ in range(5):
+        w.step()
+    assert w.status.phase == Phase.VALIDATING and w.status.reason != c.WAITING_FOR_GATES
+    assert cond(w.status, c.METRICS_AVAILABLE)[0] == "True"
+    before = len(notes(w))
+    down = ok.model_copy(update={"result": GateResult.INCONCLUSIVE, "message": "refused"})
+    w.gates = GateReport(
+        verdict=GateVerdict.INCONCLUSIVE, gates=(down,), source_available=False, message="down"
+    )
+    for _ in range(3):
+        w.step()
+        w.advance(5)
+    assert w.status.reason == c.WAITING_FOR_GATES
+    holds = [n for n in notes(w)[before:] if n.kind == "hold"]
+    assert [(n.reason, n.message) for n in holds] == [(c.PROMETHEUS_UNAVAILABLE, "down")]
+
+
 def test_a_check_holding_the_climb_says_how_to_retry() -> None:
     w = World.of(checks_spec(job_check(onFailure="hold")), namespace="prod", name="jeffrey")
     settle(w)

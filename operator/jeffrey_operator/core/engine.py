@@ -927,8 +927,9 @@ def _note_metrics_change(step: _Step, before: Condition | None, after: Condition
         return
     st = step.status
     if after.status == ConditionStatus.FALSE:
-        if any(n.reason == c.WAITING_FOR_GATES for n in step.notes):
-            return  # the hold of the climb already says so
+        # The climb may have started holding in this very step: one line, and it names the
+        # outage (the cause), not the hold it causes.
+        step.notes[:] = [n for n in step.notes if n.reason != c.WAITING_FOR_GATES]
         message = step.obs.gates.message or after.message
         step.notes.append(
             Note("hold", after.reason, message, st.phase, st.current_level, active=st.active_level)
