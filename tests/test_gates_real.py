@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import math
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -107,12 +108,19 @@ async def test_healthy_modules_pass_every_default_gate(
     prometheus: PrometheusServer, simulators: SimulatorFleet, gates: PrometheusGates
 ) -> None:
     simulators.start(["memory", "bus", "learner"], "healthy")
+    scraped_at = time.time()
     spec = make_spec(prometheus, defaultGates=True)
     # Every module has been scraped by now, so the memory baseline at the level start sees them all.
     ji = Integration(gates, "healthy", spec, GateMode.PROMOTION, Level.LOOPS, now())
 
-    # The minute averages need one 5 s subquery step with two samples: hold until then.
-    report = await ji.until(lambda r: r.verdict is not GateVerdict.INCONCLUSIVE, within=10)
+    # The minute averages are sampled every 5 s on Prometheus's grid (multiples of 5 s since the
+    # epoch). A step before ``scraped_at`` may have seen only two of the three modules scraped
+    # twice (a sum of 100, not 150): hold until the first step that sees all three.
+    first_full_step = math.ceil(scraped_at / 5) * 5
+    report = await ji.until(
+        lambda r: r.verdict is not GateVerdict.INCONCLUSIVE and time.time() > first_full_step + 0.5,
+        within=15,
+    )
     assert report.verdict is GateVerdict.PASS, report.message
     assert report.source_available
     assert [s.result for s in report.gates] == [GateResult.PASS] * 11

@@ -521,7 +521,15 @@ def test_a_relisted_job_watch_replaces_what_the_scope_holds() -> None:
         # the same list again: nothing changed, nothing queued
         job_watch_event(ctx, "a", WatchEvent("LISTED", {"items": [body("a", "x-1", "x", complete=True)]}))
         assert len(queue) == 0
+        # a status change a check run does not read (a pod came and went): nothing queued
+        job_watch_event(ctx, "a", WatchEvent("MODIFIED", body("a", "x-1", "x", complete=True)))
+        assert len(queue) == 0
         job_watch_event(ctx, "a", WatchEvent("DELETED", body("a", "x-1", "x", complete=True)))
+        assert len(queue) == 1  # its integration learns that the Job is gone
+        await queue.get()
+        queue.done(("a", "x"))
+        job_watch_event(ctx, "a", WatchEvent("DELETED", body("a", "x-1", "x", complete=True)))
+        assert len(queue) == 0  # a Job it never held (deleted twice, or before the list)
         return sorted(woken), {k: sorted(v) for k, v in ctx.jobs.items()}
 
     woken, held = asyncio.run(scenario())

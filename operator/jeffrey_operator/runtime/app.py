@@ -125,19 +125,18 @@ async def run_operator(
     probes = await serve_health(health, settings.health_port) if settings.health_port else None
     queue = ctx.start_queue()
     scopes: list[str | None] = [None] if settings.all_namespaces else list(settings.namespaces)
-    pending = set(scopes)
-
-    def listed(scope: str | None) -> None:
-        pending.discard(scope)
-        health.synced = not pending
-
-    ctx.on_listed = listed
     # One label-selected watch per resource and scope: the API server sends only the Deployments
     # the operator manages and the check Jobs it created; unrelated ones cost nothing here.
     feeds = (
         ("deployments", INTEGRATION_LABEL, handlers.deployment_event),
         ("jobs", LABEL_INTEGRATION, handlers.job_watch_event),
     )
+    health.unlisted = {(resource, scope) for resource, _, _ in feeds for scope in scopes}
+
+    def listed(resource: str, scope: str | None) -> None:
+        health.unlisted.discard((resource, scope))
+
+    ctx.on_listed = listed
     watches = [
         LabelWatch(
             ctx.kube,

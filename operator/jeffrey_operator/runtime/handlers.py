@@ -163,7 +163,7 @@ def deployment_event(ctx: OperatorContext, scope: str | None, event: WatchEvent)
             if not ctx.deployments.same(namespace, name, seen):
                 ctx.deployments.put(namespace, name, seen)
                 _route(ctx, namespace, name)
-        ctx.listed(scope)
+        ctx.listed("deployments", scope)
         return
     meta = event.body.get("metadata") or {}
     namespace, name = str(meta.get("namespace") or ""), str(meta.get("name") or "")
@@ -194,17 +194,21 @@ def _job_of(body: Mapping[str, Any]) -> tuple[Key, str]:
 
 
 def job_event(ctx: OperatorContext, event_type: str | None, body: Mapping[str, Any]) -> None:
-    """A check Job changed: keep what the check runs need of it, queue its integration (the
-    label ``jeffreyos.io/integration`` names it)."""
+    """A check Job changed: keep what the check runs need of it, and queue its integration (the
+    label ``jeffreyos.io/integration`` names it) only when that changed: a Job's pods starting
+    and stopping change its status several times, most of it nothing a check run reads."""
     key, name = _job_of(body)
+    jobs = ctx.jobs.get(key)
     if event_type == "DELETED":
-        jobs = ctx.jobs.get(key)
-        if jobs is not None:
-            jobs.pop(name, None)
-            if not jobs:
-                del ctx.jobs[key]
+        if jobs is None or jobs.pop(name, None) is None:
+            return
+        if not jobs:
+            del ctx.jobs[key]
     else:
-        ctx.jobs.setdefault(key, {})[name] = observe_job(body)
+        seen = observe_job(body)
+        if jobs is not None and jobs.get(name) == seen:
+            return
+        ctx.jobs.setdefault(key, {})[name] = seen
     ctx.wake(key)
 
 
@@ -219,6 +223,7 @@ def job_watch_event(ctx: OperatorContext, scope: str | None, event: WatchEvent) 
     if event.type != "LISTED":
         job_event(ctx, event.type, event.body)
         return
+    ctx.listed("jobs", scope)
     listed: dict[Key, dict[str, JobObservation]] = {}
     for item in event.body.get("items") or []:
         key, name = _job_of(item)

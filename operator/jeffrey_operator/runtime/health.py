@@ -33,7 +33,8 @@ class Health:
         self._clock = clock
         self.started = clock()
         self.last_contact: float | None = None
-        self.synced = False
+        #: The caches not listed yet: (resource, scope), a scope being a namespace or None (all).
+        self.unlisted: set[tuple[str, str | None]] = set()
 
     def contact(self) -> None:
         self.last_contact = self._clock()
@@ -57,7 +58,20 @@ class Health:
         return False, f"the Kubernetes API has not been reached for {silent:.0f}s (grace {self.grace:g}s)"
 
     def ready(self) -> tuple[bool, str]:
-        return (True, "ok") if self.synced else (False, "the Deployment cache is not listed yet")
+        """Ready once every label-selected watch (Deployments and check Jobs, in each watched
+        scope) has delivered its list: before that the operator holds a partial picture.
+
+        >>> h = Health()
+        >>> h.unlisted = {("deployments", "jeffrey"), ("jobs", None)}
+        >>> h.ready()
+        (False, 'not listed yet: deployments in jeffrey, jobs in all namespaces')
+        >>> h.unlisted.clear(); h.ready()
+        (True, 'ok')
+        """
+        if not self.unlisted:
+            return True, "ok"
+        waiting = sorted(f"{r} in {s or 'all namespaces'}" for r, s in self.unlisted)
+        return False, "not listed yet: " + ", ".join(waiting)
 
 
 async def serve_health(health: Health, port: int, host: str = "0.0.0.0") -> web.AppRunner:

@@ -98,8 +98,9 @@ class OperatorContext:
     queue: WorkQueue[Key] | None = None
     #: False on a standby replica (the Lease is another's): nothing is reconciled.
     leading: bool = True
-    #: Called with the scope (namespace, None: all) when a Deployment list has been delivered.
-    on_listed: Callable[[str | None], None] | None = None
+    #: Called with the resource (deployments, jobs) and the scope (a namespace, None: all) when
+    #: the label-selected watch of that resource has delivered its list.
+    on_listed: Callable[[str, str | None], None] | None = None
     #: Starts the work queue's workers; called once, from a kopf handler (see ensure_workers).
     start_workers: Callable[[], None] | None = None
     #: Judges the URLs a spec makes the operator call, DNS included: a refusal makes it Invalid.
@@ -130,9 +131,9 @@ class OperatorContext:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def listed(self, scope: str | None) -> None:
+    def listed(self, resource: str, scope: str | None) -> None:
         if self.on_listed is not None:
-            self.on_listed(scope)
+            self.on_listed(resource, scope)
 
     def wake(self, key: Key) -> None:
         if self.queue is not None:
