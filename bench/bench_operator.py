@@ -7,8 +7,10 @@
 2. N integrations (default 1000) climbing to PRODUCTION at once: wall time, operator CPU seconds
    and CPU per transition, peak RSS, API writes per transition. The emulator runs in a separate
    process so that the operator's CPU and memory are measured alone. Each climb gets a fresh
-   emulator and operator; ``--baseline`` (100) climbs too, and the medians of ``--repeat`` climbs
-   of each size give the ratio of CPU per transition (the target: within 1.25 x).
+   emulator and operator, its garbage collector set as ``jeffrey-operator run`` sets it
+   (``--gc default``: Python's defaults). ``--baseline`` (100) climbs too, before and after each
+   big climb (this host drifts: climbs taken far apart measure the drift), and the medians give
+   the ratio of CPU per transition (the target: within 1.25 x).
 3. The same N integrations Stable: API writes and operator CPU (% of one core) at steady state.
 4. U unrelated Deployments (default 5000) in the same watched namespace, each updated in turn
    (by another process): operator RSS growth and CPU per unrelated event.
@@ -20,6 +22,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import pathlib
@@ -39,7 +42,7 @@ sys.path[:0] = [str(ROOT / "operator"), str(ROOT / "tests")]
 from jeffrey_operator.adapters.kube import Kube  # noqa: E402
 from jeffrey_operator.core.durations import parse_duration  # noqa: E402
 from jeffrey_operator.core.ports import NoGates, NoStateStore  # noqa: E402
-from jeffrey_operator.runtime.app import BackgroundOperator, build_context  # noqa: E402
+from jeffrey_operator.runtime.app import BackgroundOperator, build_context, tune_gc  # noqa: E402
 from jeffrey_operator.runtime.settings import OperatorSettings  # noqa: E402
 
 LEVELS = ["CORE", "COGNITIVE", "EMOTIONAL", "CONSCIOUS", "LOOPS", "PRODUCTION"]
@@ -231,6 +234,23 @@ def start_operator(emu: RemoteEmulator) -> BackgroundOperator:
     return op
 
 
+class CollectorTime:
+    """CPU seconds spent in Python's garbage collector, and how many collections, from now."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.collections = 0
+        self._started = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, _: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.thread_time()
+        else:
+            self.seconds += time.thread_time() - self._started
+            self.collections += 1
+
+
 def cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -283,6 +303,7 @@ def bench_many(
     ladders = [json.dumps(ladder(f"ji-{i:03d}", ns)) for i in range(count)]
     op = start_operator(emu)
     time.sleep(0.5)
+    collector = CollectorTime()
     cpu0, rss0 = cpu_seconds(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     start = time.perf_counter()
     send_creates(emu, ladders, wait=False)
@@ -297,6 +318,7 @@ def bench_many(
         time.sleep(1.0)  # listing 200 statuses is not free: poll gently
     wall = time.perf_counter() - start
     cpu = cpu_seconds() - cpu0
+    in_gc, collections = collector.seconds, collector.collections
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     time.sleep(2)
     writes = dict(op.ctx.kube.writes)
@@ -310,6 +332,10 @@ def bench_many(
         f"  operator CPU {cpu:.1f} s = {cpu / max(transitions, 1) * 1000:.2f} ms per transition "
         f"(target <= 5 ms); peak RSS {peak:.0f} MB (whole bench process, was {rss0 / 1024:.0f} MB "
         "before the climb; target <= 200 MB)"
+    )
+    print(
+        f"  garbage collector ({gc.get_threshold()}, {gc.get_freeze_count()} objects frozen): "
+        f"{in_gc:.2f} s of that CPU in {collections} collections"
     )
     print(
         f"  API writes: {json.dumps({f'{v} {r}': n for (v, r), n in writes.items()})} + {events} events "
@@ -359,24 +385,41 @@ def bench_many(
     return result
 
 
-def climbs(count: int, runs: int, *, steady: float, unrelated: int) -> list[dict[str, float]]:
-    """``runs`` climbs of ``count`` integrations, each in a process of its own with a fresh
-    emulator (so that each peak RSS is its own); the last one also measures the steady state and
-    the unrelated Deployments."""
-    out = []
+def climb(count: int, *, steady: float = 0, unrelated: int = 0, gc_mode: str = "tuned") -> dict[str, float]:
+    """One climb of ``count`` integrations in a process of its own with a fresh emulator (so that
+    its peak RSS is its own), with ``steady``/``unrelated`` after it when asked."""
+    argv = [sys.executable, __file__, "--climb", str(count), "--gc", gc_mode]
+    argv += ["--steady-seconds", str(steady), "--unrelated", str(unrelated)]
+    proc = subprocess.run(argv, stdout=subprocess.PIPE, text=True, check=True)
+    lines = proc.stdout.splitlines()
+    print("\n".join(lines[:-1]), flush=True)
+    return dict(json.loads(lines[-1]))
+
+
+def paired_climbs(
+    base: int, count: int, runs: int, *, steady: float, unrelated: int, gc_mode: str
+) -> tuple[list[dict[str, float]], list[dict[str, float]]]:
+    """``runs`` climbs of ``count`` integrations, each between two climbs of ``base`` (this host's
+    speed drifts by 30 % within an hour: a ratio of climbs taken far apart measures the drift).
+    The last big climb also measures the steady state and the unrelated Deployments."""
+    small: list[dict[str, float]] = []
+    big: list[dict[str, float]] = []
     for run in range(runs):
         last = run == runs - 1
-        argv = [sys.executable, __file__, "--climb", str(count)]
-        argv += ["--steady-seconds", str(steady if last else 0), "--unrelated", str(unrelated if last else 0)]
-        proc = subprocess.run(argv, stdout=subprocess.PIPE, text=True, check=True)
-        lines = proc.stdout.splitlines()
-        print("\n".join(lines[:-1]), flush=True)
-        out.append(json.loads(lines[-1]))
-    return out
+        if base:
+            small.append(climb(base, gc_mode=gc_mode))
+        big.append(
+            climb(count, steady=steady if last else 0, unrelated=unrelated if last else 0, gc_mode=gc_mode)
+        )
+        if base:
+            small.append(climb(base, gc_mode=gc_mode))
+    return small, big
 
 
-def one_climb(count: int, steady: float, unrelated: int) -> None:
+def one_climb(count: int, steady: float, unrelated: int, gc_mode: str) -> None:
     """``--climb N``: one climb in this process; its numbers as the last line (JSON)."""
+    if gc_mode == "tuned":
+        tune_gc()  # as ``jeffrey-operator run`` does: this process runs one operator
     emu = RemoteEmulator()
     try:
         result = bench_many(emu, count, steady=steady, unrelated=unrelated)
@@ -388,7 +431,8 @@ def one_climb(count: int, steady: float, unrelated: int) -> None:
 def scaling_summary(
     base: int, small: list[dict[str, float]], count: int, big: list[dict[str, float]]
 ) -> None:
-    """CPU per transition at ``count`` against ``base`` integrations: medians and their ratio."""
+    """CPU per transition at ``count`` against ``base`` integrations: medians and their ratio,
+    and each big climb against the two small ones around it (``small`` holds two per big one)."""
     a = statistics.median(r["cpu_per_transition"] for r in small)
     b = statistics.median(r["cpu_per_transition"] for r in big)
     each = ", ".join(f"{r['cpu_per_transition'] * 1000:.2f}" for r in small)
@@ -397,6 +441,14 @@ def scaling_summary(
         f"CPU per transition: median {a * 1000:.2f} ms at {base} ({each}), {b * 1000:.2f} ms at {count} "
         f"({each_big}) = {b / a:.2f} x (target <= 1.25 x); peak RSS at {count}: median "
         f"{statistics.median(r['peak_mb'] for r in big):.0f} MB (target <= 200 MB)"
+    )
+    pairs = [
+        r["cpu_per_transition"] / statistics.mean(s["cpu_per_transition"] for s in small[2 * i : 2 * i + 2])
+        for i, r in enumerate(big)
+    ]
+    print(
+        f"  each climb of {count} against the climbs of {base} just before and after it: "
+        f"{', '.join(f'{p:.2f}' for p in pairs)} x, median {statistics.median(pairs):.2f} x"
     )
 
 
@@ -533,18 +585,30 @@ def main() -> None:
         "--baseline", type=int, default=100, help="also climb this many, for the ratio (0: not)"
     )
     parser.add_argument("--repeat", type=int, default=1, help="climbs of each size (medians)")
+    parser.add_argument(
+        "--gc",
+        choices=("tuned", "default"),
+        default="tuned",
+        help="the collector as `jeffrey-operator run` sets it (tune_gc), or Python's defaults",
+    )
     parser.add_argument("--climb", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.climb:
-        one_climb(args.climb, args.steady_seconds, args.unrelated)
+        one_climb(args.climb, args.steady_seconds, args.unrelated, args.gc)
         return
     emu = RemoteEmulator()
     try:
         bench_overhead(emu, args.overhead_runs)
     finally:
         emu.stop()
-    small = climbs(args.baseline, args.repeat, steady=0, unrelated=0) if args.baseline else []
-    big = climbs(args.integrations, args.repeat, steady=args.steady_seconds, unrelated=args.unrelated)
+    small, big = paired_climbs(
+        args.baseline,
+        args.integrations,
+        args.repeat,
+        steady=args.steady_seconds,
+        unrelated=args.unrelated,
+        gc_mode=args.gc,
+    )
     if small:
         scaling_summary(args.baseline, small, args.integrations, big)
     if not args.skip_prometheus:

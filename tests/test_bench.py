@@ -41,6 +41,8 @@ def test_bench_operator_runs_and_prints_every_target() -> None:
         r"= \d+ for 36 transitions \([\d.]+ per transition",
         r"steady state, 2 Stable .*: 0 API writes, operator CPU [\d.]+ % of one core",
         r"10 unrelated Deployments .* RSS .* MB .*, CPU [\d.]+ ms per unrelated event",
-        r"CPU per transition: median [\d.]+ ms at 1 \([\d.]+\), [\d.]+ ms at 2 \([\d.]+\) = [\d.]+ x",
+        r"CPU per transition: median [\d.]+ ms at 1 \([\d.]+, [\d.]+\), [\d.]+ ms at 2 \([\d.]+\) = [\d.]+ x",
+        r"each climb of 2 against the climbs of 1 just before and after it: [\d.]+ x, median [\d.]+ x",
+        r"garbage collector \(\(10000, 10, 10\), \d+ objects frozen\): [\d.]+ s of that CPU",
     ):
         assert re.search(pattern, out), f"{pattern!r} not in:\n{out}"

@@ -204,7 +204,9 @@ current-context: nowhere
                 lambda: (r := get(f"http://127.0.0.1:{health}/healthz"))[0] == 500 and r, 20, "/healthz 500"
             )
             assert "has not been reached" in why and "grace 2s" in why
-            assert get(f"http://127.0.0.1:{health}/readyz")[0] == 503
+            code, why = get(f"http://127.0.0.1:{health}/readyz")
+            assert code == 503 and why.startswith("not listed yet: deployments in "), why
+            assert "jobs in " in why  # the check Job list too
             assert proc.poll() is None  # it keeps trying; Kubernetes restarts it
         finally:
             proc.terminate()

@@ -220,11 +220,12 @@ def _configure_logging(settings: OperatorSettings) -> None:
 
 
 def _run(settings: OperatorSettings) -> int:
-    from jeffrey_operator.runtime.app import build_context, run_operator, serve_metrics
+    from jeffrey_operator.runtime.app import build_context, run_operator, serve_metrics, tune_gc
 
     _configure_logging(settings)
     ctx = build_context(settings)
     serve_metrics(settings, ctx)
+    tune_gc()
     try:
         asyncio.run(run_operator(settings, ctx))
     except KeyboardInterrupt:
