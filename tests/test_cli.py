@@ -122,3 +122,24 @@ def test_wakeup_handlers_do_not_flood_the_log() -> None:
     assert quiet.filter(record(logging.INFO, "Daemon 'integration' succeeded."))
     assert quiet.filter(record(logging.INFO, "Handler 'other' succeeded."))
     assert quiet.filter(record(logging.ERROR, "Handler 'integration_event' succeeded."))
+
+
+def test_kopf_runs_event_handlers_only_so_no_diff_base_is_needed() -> None:
+    """NoDiffBase is right only while kopf has no handler that reads a diff (on.create, on.update,
+    on.field, daemons, timers): a new one of those must bring the diff-base back."""
+    import kopf
+
+    from jeffrey_operator.runtime import handlers
+
+    registry = kopf.OperatorRegistry()
+    handlers.register(registry)
+    assert [h.id for h in registry._watching.get_all_handlers()] == ["integration_event"]
+    assert not registry._changing.get_all_handlers()  # on.create/update/delete/field/resume
+    assert not registry._spawning.get_all_handlers()  # daemons, timers
+    settings = kopf.OperatorSettings()
+    handlers.configure(settings)
+    storage = settings.persistence.diffbase_storage
+    body = kopf.Body(
+        {"metadata": {"name": "x"}, "spec": {"targetLevel": "CORE"}, "status": {"phase": "Stable"}}
+    )
+    assert storage.build(body=body) == {} and storage.fetch(body=body) is None

@@ -66,13 +66,28 @@ def post_event(body: Mapping[str, Any], event: Event) -> None:
     kopf.event(body, type=event.type, reason=event.reason, message=message)  # type: ignore[arg-type]
 
 
+class NoDiffBase(kopf.DiffBaseStorage):
+    """No diff-base: kopf builds one for every event, a deep copy of the whole object (status
+    included) to tell ``on.create``/``on.update``/``on.field`` handlers what changed, and the
+    operator registers none of those (:func:`register`: ``on.event`` only, whose reconcile reads
+    the object itself). In a 1,000-integration climb those copies were 11 % of the operator's CPU.
+    Nothing is built, stored in an annotation or read back."""
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
+        return kopf.BodyEssence()
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        return None
+
+
 def configure(settings: kopf.OperatorSettings) -> None:
     """kopf settings, each with its reason."""
-    # Progress and diff-base in annotations: status belongs to the CRD schema.
+    # Progress in annotations (status belongs to the CRD schema); no diff-base (NoDiffBase).
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ANNOTATION_PREFIX)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=ANNOTATION_PREFIX, key="last-handled-configuration"
-    )
+    settings.persistence.diffbase_storage = NoDiffBase()
     settings.persistence.finalizer = FINALIZER
     # Our own Events carry the story; kopf's per-handler INFO events would double the writes.
     settings.posting.level = logging.WARNING
