@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import math
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -108,19 +107,22 @@ async def test_healthy_modules_pass_every_default_gate(
     prometheus: PrometheusServer, simulators: SimulatorFleet, gates: PrometheusGates
 ) -> None:
     simulators.start(["memory", "bus", "learner"], "healthy")
-    scraped_at = time.time()
     spec = make_spec(prometheus, defaultGates=True)
     # Every module has been scraped by now, so the memory baseline at the level start sees them all.
     ji = Integration(gates, "healthy", spec, GateMode.PROMOTION, Level.LOOPS, now())
 
-    # The minute averages are sampled every 5 s on Prometheus's grid (multiples of 5 s since the
-    # epoch). A step before ``scraped_at`` may have seen only two of the three modules scraped
-    # twice (a sum of 100, not 150): hold until the first step that sees all three.
-    first_full_step = math.ceil(scraped_at / 5) * 5
-    report = await ji.until(
-        lambda r: r.verdict is not GateVerdict.INCONCLUSIVE and time.time() > first_full_step + 0.5,
-        within=15,
-    )
+    # The minute averages are sampled every 5 s (Prometheus's grid): a step taken while only some
+    # modules had been scraped twice counts a partial sum until it leaves the minute. Hold until
+    # the minute average of the bus rate agrees with the minute rate (the same quantity, another
+    # query), then check both.
+    def settled(r: GateReport) -> bool:
+        if r.verdict is GateVerdict.INCONCLUSIVE:
+            return False
+        v = {s.name: s.value for s in r.gates}
+        average, rate = v.get("promotion-bus-rate"), v.get("rollback-bus-rate")
+        return average is not None and rate is not None and abs(average - rate) <= 0.05 * rate
+
+    report = await ji.until(settled, within=75)
     assert report.verdict is GateVerdict.PASS, report.message
     assert report.source_available
     assert [s.result for s in report.gates] == [GateResult.PASS] * 11
