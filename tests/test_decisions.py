@@ -347,18 +347,25 @@ def test_the_hold_message_follows_what_holds_not_every_value() -> None:
     assert w.status.message == "holding CORE: 1200 for 5s of 30s"  # same hold: no write per value
 
 
+def prometheus_down(gate: GateStatus) -> GateReport:
+    """What the gates say while Prometheus refuses connections ("down", the cause)."""
+    down = gate.model_copy(update={"result": GateResult.INCONCLUSIVE, "message": "refused"})
+    return GateReport(verdict=GateVerdict.INCONCLUSIVE, gates=(down,), source_available=False, message="down")
+
+
+def holds_after(w: World, steps: int, seconds: float, since: int = 0) -> list[tuple[str, str]]:
+    """Step ``steps`` times, ``seconds`` apart; the hold notes since note ``since``."""
+    for _ in range(steps):
+        w.step()
+        w.advance(seconds)
+    assert w.status.reason == c.WAITING_FOR_GATES
+    return [(n.reason, n.message) for n in notes(w)[since:] if n.kind == "hold"]
+
+
 def test_an_outage_during_validation_is_one_hold_line() -> None:
     w = World.of(FULL)
-    down = GateStatus(name="bus-rate", result=GateResult.INCONCLUSIVE, message="refused")
-    w.gates = GateReport(
-        verdict=GateVerdict.INCONCLUSIVE, gates=(down,), source_available=False, message="down"
-    )
-    for _ in range(5):
-        w.step()
-        w.advance(10)
-    assert w.status.reason == c.WAITING_FOR_GATES
-    holds = [n for n in notes(w) if n.kind == "hold"]
-    assert [(n.reason, n.message) for n in holds] == [(c.PROMETHEUS_UNAVAILABLE, "down")]
+    w.gates = prometheus_down(GateStatus(name="bus-rate"))
+    assert holds_after(w, 5, 10) == [(c.PROMETHEUS_UNAVAILABLE, "down")]
 
 
 def test_an_outage_met_as_the_climb_starts_holding_is_still_the_outage_line() -> None:
@@ -373,16 +380,8 @@ def test_an_outage_met_as_the_climb_starts_holding_is_still_the_outage_line() ->
     assert w.status.phase == Phase.VALIDATING and w.status.reason != c.WAITING_FOR_GATES
     assert cond(w.status, c.METRICS_AVAILABLE)[0] == "True"
     before = len(notes(w))
-    down = ok.model_copy(update={"result": GateResult.INCONCLUSIVE, "message": "refused"})
-    w.gates = GateReport(
-        verdict=GateVerdict.INCONCLUSIVE, gates=(down,), source_available=False, message="down"
-    )
-    for _ in range(3):
-        w.step()
-        w.advance(5)
-    assert w.status.reason == c.WAITING_FOR_GATES
-    holds = [n for n in notes(w)[before:] if n.kind == "hold"]
-    assert [(n.reason, n.message) for n in holds] == [(c.PROMETHEUS_UNAVAILABLE, "down")]
+    w.gates = prometheus_down(ok)
+    assert holds_after(w, 3, 5, since=before) == [(c.PROMETHEUS_UNAVAILABLE, "down")]
 
 
 def test_a_check_holding_the_climb_says_how_to_retry() -> None:
