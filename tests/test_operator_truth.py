@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import pathlib
+import socket
 import subprocess
 import time
 from typing import Any
@@ -243,6 +244,10 @@ def test_an_unreachable_prometheus_is_named_once_with_its_cause(
     assert all(f"{url} unreachable" in g["message"] for g in held)  # the detail, per gate
     event = next(e for e in cluster.events() if e["reason"] == "WaitingForGates")
     assert len(event["message"].encode()) <= 1024 and event["message"].count(f"{url} unreachable") == 1
+    # who says so, as `kubectl describe` shows it: the operator, from this host (a pod: its name)
+    assert event["source"]["component"] == event["reportingComponent"] == "jeffrey-operator"
+    assert event["reportingInstance"] == (os.environ.get("HOSTNAME") or socket.gethostname())
+    assert event["metadata"]["name"].startswith("jeffrey-operator-")
     (hold,) = [x for x in decision_lines(caplog) if x["event"] == "hold"]
     assert (hold["reason"], hold["active"]) == ("PrometheusUnavailable", "CORE")
     assert hold["phase"] in ("Promoting", "Validating")  # whichever step the first evaluation met
@@ -298,6 +303,7 @@ def test_the_retry_advice_works_pasted_into_a_shell(cluster: Cluster, kubectl: A
     described = kubectl("kubectl describe ji jeffrey -n jeffrey")
     (event_line,) = [line for line in described.splitlines() if "  RolledBack  " in line]
     assert command in event_line and event_line.rstrip().endswith("(or: jeffreyctl retry jeffrey)")
+    assert "  jeffrey-operator  " in event_line  # the From column: the operator, not "kopf"
 
     cluster.emu.deployments.set_behaviour("jeffrey", "awareness-loop", ready=True)
     kubectl(command)  # exactly what the message says

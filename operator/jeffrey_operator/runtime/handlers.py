@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 from collections.abc import Mapping
 from typing import Any
 
@@ -40,6 +42,8 @@ log = logging.getLogger(__name__)
 #: Where kopf keeps its own bookkeeping: annotations, never our status (whose schema prunes it).
 ANNOTATION_PREFIX = "jeffreyos.io"
 FINALIZER = f"{ANNOTATION_PREFIX}/finalizer"
+#: The component the operator's Events name as their source.
+EVENT_COMPONENT = "jeffrey-operator"
 
 #: kopf's INFO line for each event of the one handler it runs (it only feeds the work queue).
 _CHATTY = {"Handler 'integration_event' succeeded."}
@@ -91,6 +95,11 @@ def configure(settings: kopf.OperatorSettings) -> None:
     settings.persistence.finalizer = FINALIZER
     # Our own Events carry the story; kopf's per-handler INFO events would double the writes.
     settings.posting.level = logging.WARNING
+    # Who posted them, as `kubectl describe` shows it ("From"): the operator and its pod (the
+    # pod's name is its HOSTNAME), not kopf's defaults ("kopf", instance "dev").
+    settings.posting.reporting_component = EVENT_COMPONENT
+    settings.posting.reporting_instance = os.environ.get("HOSTNAME") or socket.gethostname()
+    settings.posting.event_name_prefix = f"{EVENT_COMPONENT}-"
     # Watches are re-established well before typical load-balancer idle timeouts.
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
