@@ -17,7 +17,7 @@ from typing import Any
 import kopf
 
 from jeffrey_operator.adapters.egress import EgressGuard
-from jeffrey_operator.adapters.kube import Kube, KubeError, LabelWatch
+from jeffrey_operator.adapters.kube import Kube, KubeError, LabelWatch, WatchEvent
 from jeffrey_operator.adapters.notify import Senders
 from jeffrey_operator.adapters.telemetry import OperatorTelemetry
 from jeffrey_operator.core.checks import LABEL_INTEGRATION
@@ -38,6 +38,9 @@ from jeffrey_operator.runtime.reconciler import OperatorContext, reconcile
 from jeffrey_operator.runtime.settings import OperatorSettings
 
 log = logging.getLogger(__name__)
+
+#: A label-selected watch's handler (``handlers.deployment_event``, ``handlers.job_watch_event``).
+Feed = Callable[[OperatorContext, str | None, WatchEvent], None]
 
 #: Python's collector thresholds in an operator process (generations 0, 1, 2); see tune_gc.
 GC_THRESHOLDS = (10_000, 10, 10)
@@ -161,10 +164,11 @@ async def run_operator(
     )
     health.unlisted = {(resource, scope) for resource, _, _ in feeds for scope in scopes}
 
-    def listed(resource: str, scope: str | None) -> None:
-        health.unlisted.discard((resource, scope))
+    def deliver(resource: str, scope: str | None, handler: Feed, event: WatchEvent) -> None:
+        handler(ctx, scope, event)
+        if event.type == "LISTED":  # the cache of this resource and scope is whole: readiness
+            health.unlisted.discard((resource, scope))
 
-    ctx.on_listed = listed
     watches = [
         LabelWatch(
             ctx.kube,
@@ -172,7 +176,7 @@ async def run_operator(
             scope,
             selector,
             loop=loop,
-            deliver=functools.partial(handler, ctx, scope),
+            deliver=functools.partial(deliver, resource, scope, handler),
             contact=health.contact,
             # Re-watch well within the liveness grace: a finished watch request is a contact.
             timeout=max(1, int(min(30.0, settings.liveness_grace / 2))),

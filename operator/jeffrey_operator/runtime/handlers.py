@@ -187,7 +187,6 @@ def deployment_event(ctx: OperatorContext, scope: str | None, event: WatchEvent)
             if not ctx.deployments.same(namespace, name, seen):
                 ctx.deployments.put(namespace, name, seen)
                 _route(ctx, namespace, name)
-        ctx.listed("deployments", scope)
         return
     meta = event.body.get("metadata") or {}
     namespace, name = str(meta.get("namespace") or ""), str(meta.get("name") or "")
@@ -247,7 +246,6 @@ def job_watch_event(ctx: OperatorContext, scope: str | None, event: WatchEvent) 
     if event.type != "LISTED":
         job_event(ctx, event.type, event.body)
         return
-    ctx.listed("jobs", scope)
     listed: dict[Key, dict[str, JobObservation]] = {}
     for item in event.body.get("items") or []:
         key, name = _job_of(item)

@@ -98,9 +98,6 @@ class OperatorContext:
     queue: WorkQueue[Key] | None = None
     #: False on a standby replica (the Lease is another's): nothing is reconciled.
     leading: bool = True
-    #: Called with the resource (deployments, jobs) and the scope (a namespace, None: all) when
-    #: the label-selected watch of that resource has delivered its list.
-    on_listed: Callable[[str, str | None], None] | None = None
     #: Starts the work queue's workers; called once, from a kopf handler (see ensure_workers).
     start_workers: Callable[[], None] | None = None
     #: Judges the URLs a spec makes the operator call, DNS included: a refusal makes it Invalid.
@@ -130,10 +127,6 @@ class OperatorContext:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-    def listed(self, resource: str, scope: str | None) -> None:
-        if self.on_listed is not None:
-            self.on_listed(resource, scope)
 
     def wake(self, key: Key) -> None:
         if self.queue is not None:
